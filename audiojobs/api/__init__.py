@@ -1,0 +1,71 @@
+"""HTTP only: parse and validate, call a service, serialise. Knows nothing of Whisper or torch."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+
+import sqlalchemy.exc
+from flask import Flask, Response, g, jsonify, request
+from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import HTTPException
+
+from audiojobs.errors import AudioJobsError
+
+log = logging.getLogger(__name__)
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def init_app(app: Flask) -> None:
+    from audiojobs.api.health import health
+    from audiojobs.api.jobs import jobs
+
+    app.register_blueprint(jobs, url_prefix="/api/v1/audio")
+    app.register_blueprint(health)
+    app.before_request(_assign_request_id)
+    app.after_request(_echo_request_id)
+    app.register_error_handler(AudioJobsError, _handle_app_error)
+    app.register_error_handler(HTTPException, _handle_http_error)
+    app.register_error_handler(sqlalchemy.exc.OperationalError, _handle_database_down)
+    app.register_error_handler(Exception, _handle_unexpected)
+
+
+def _assign_request_id() -> None:
+    given = request.headers.get("X-Request-ID", "")
+    g.request_id = given if _REQUEST_ID.match(given) else str(uuid.uuid4())
+
+
+def _echo_request_id(response: Response) -> Response:
+    response.headers["X-Request-ID"] = getattr(g, "request_id", "")
+    return response
+
+
+def error_response(status: int, code: str, message: str, field: str | None = None,
+                   headers: dict[str, str] | None = None) -> ResponseReturnValue:
+    body: dict[str, object] = {"code": code, "message": message}
+    if field is not None:
+        body["field"] = field
+    return jsonify({"error": body}), status, headers or {}
+
+
+def _handle_app_error(exc: AudioJobsError) -> ResponseReturnValue:
+    return error_response(exc.http_status, exc.code, exc.message, exc.field, exc.headers)
+
+
+def _handle_http_error(exc: HTTPException) -> ResponseReturnValue:
+    code = re.sub(r"[^a-z0-9]+", "_", (exc.name or "error").lower()).strip("_")
+    headers = {"Allow": exc.get_response().headers["Allow"]} if exc.code == 405 else None
+    return error_response(exc.code or 500, code, exc.description or exc.name, headers=headers)
+
+
+def _handle_database_down(exc: sqlalchemy.exc.OperationalError) -> ResponseReturnValue:
+    log.warning("database unavailable: %s", exc.orig)
+    return error_response(503, "database_unavailable", "the database is unavailable; try again shortly",
+                          headers={"Retry-After": "5"})
+
+
+def _handle_unexpected(exc: Exception) -> ResponseReturnValue:
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return error_response(500, "internal_error", "an unexpected error occurred; it has been logged")

@@ -1,0 +1,109 @@
+"""The Audio Jobs API under ``/api/v1/audio``, as the user's spec words it."""
+
+from __future__ import annotations
+
+import logging
+
+import sqlalchemy as sa
+from flask import Blueprint, current_app, g, jsonify, request, url_for
+from flask.typing import ResponseReturnValue
+from kombu.exceptions import OperationalError as BrokerError
+
+from audiojobs.api.auth import admin_required, current_settings, login_required
+from audiojobs.api.schemas import parse_admin_list, parse_job_id, parse_json_object, validate_submit
+from audiojobs.api.serializers import job_summary, job_to_dict, result_to_dict, stage_run_to_dict
+from audiojobs.db import session_scope
+from audiojobs.errors import Conflict, ServiceUnavailable
+from audiojobs.jobs import service
+from audiojobs.jobs.models import Analysis, Transcript, TranscriptChunk
+from audiojobs.jobs.states import JobStatus
+from audiojobs.pipeline import flow
+
+log = logging.getLogger(__name__)
+
+jobs = Blueprint("audio_jobs", __name__)
+
+
+def _db_url() -> str:
+    return current_settings().effective_database_url
+
+
+@jobs.post("/jobs/submit")
+@login_required
+def submit() -> ResponseReturnValue:
+    settings = current_settings()
+    payload = validate_submit(parse_json_object(request.get_data(cache=False)), settings)
+    with session_scope(settings.effective_database_url) as session:
+        job = service.create_job(session, owner_user_id=g.principal.user_id, payload=payload,
+                                 queue=settings.cpu_queue, max_retries=settings.max_retries,
+                                 request_id=g.request_id)
+    # The row is committed: only now may a worker see the job.
+    try:
+        flow.enqueue(current_app.extensions["celery"], job.id)
+    except (BrokerError, OSError) as exc:
+        log.error("job %s could not be enqueued: %s", job.id, exc)
+        with session_scope(settings.effective_database_url) as session:
+            service.fail_job(session, job.id, code="broker_unavailable",
+                             message="the job could not be queued: the broker is unavailable")
+        raise ServiceUnavailable("the job queue is unavailable; try again shortly", code="broker_unavailable",
+                                 headers={"Retry-After": "5"}) from None
+    log.info("job %s submitted by %s", job.id, g.principal.user_id)
+    location = url_for("audio_jobs.get_job", job_id=job.id)
+    return jsonify(job_summary(job)), 202, {"Location": location}
+
+
+@jobs.get("/jobs/<job_id>")
+@login_required
+def get_job(job_id: str) -> ResponseReturnValue:
+    with session_scope(_db_url()) as session:
+        job = service.get_job_for(session, parse_job_id(job_id), g.principal)
+        body = job_to_dict(job)
+        body["stages"] = [stage_run_to_dict(run) for run in job.stage_runs]
+    return jsonify(body)
+
+
+@jobs.get("/jobs/<job_id>/result")
+@login_required
+def get_result(job_id: str) -> ResponseReturnValue:
+    with session_scope(_db_url()) as session:
+        job = service.get_job_for(session, parse_job_id(job_id), g.principal)
+        if job.status != JobStatus.COMPLETED.value:
+            detail = f" ({job.error_code}: {job.error_message})" if job.error_code else ""
+            raise Conflict(f"job {job.id} is {job.status}, not completed{detail}", code="job_not_completed")
+        transcript = session.scalar(sa.select(Transcript).where(Transcript.job_id == job.id))
+        if transcript is None:
+            raise Conflict(f"job {job.id} has no stored result", code="result_missing")
+        chunks = list(session.scalars(
+            sa.select(TranscriptChunk).where(TranscriptChunk.job_id == job.id).order_by(TranscriptChunk.chunk_index)
+        ))
+        analysis = session.scalar(sa.select(Analysis).where(Analysis.job_id == job.id))
+        body = result_to_dict(job, transcript, chunks, analysis)
+    return jsonify(body)
+
+
+@jobs.get("/jobs/admin/list")
+@admin_required
+def admin_list() -> ResponseReturnValue:
+    query = parse_admin_list(request.args)
+    with session_scope(_db_url()) as session:
+        rows = service.list_jobs(session, status=query.status, owner_user_id=query.owner_user_id, limit=query.limit)
+        body = {"jobs": [job_to_dict(job) for job in rows]}
+    return jsonify(body)
+
+
+@jobs.get("/jobs/admin/summary")
+@admin_required
+def admin_summary() -> ResponseReturnValue:
+    owner = request.args.get("owner_user_id") or None
+    with session_scope(_db_url()) as session:
+        counts = service.count_by_status(session, owner_user_id=owner)
+    return jsonify({"counts_by_status": counts, "total": sum(counts.values()), "owner_user_id": owner})
+
+
+@jobs.get("/jobs/admin/owner/<owner_user_id>/processing")
+@admin_required
+def admin_owner_processing(owner_user_id: str) -> ResponseReturnValue:
+    with session_scope(_db_url()) as session:
+        processing = service.count_processing(session, owner_user_id)
+    # No per-user cap is enforced in this release, so there is no limit to report.
+    return jsonify({"owner_user_id": owner_user_id, "processing": processing, "limit": None})

@@ -1,0 +1,115 @@
+"""Request bodies and query strings, validated by pydantic; errors become 422s naming the field."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
+
+from audiojobs.analysis.registry import PROVIDER_NAMES
+from audiojobs.config import Settings
+from audiojobs.errors import ValidationError
+from audiojobs.jobs.states import JobStatus
+from audiojobs.sources import check_local_path, check_url
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class SubmitRequest(BaseModel):
+    """Body of ``POST /jobs/submit``: exactly one of ``url`` and ``local_path``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    url: str | None = Field(default=None, description="Remote audio/video URL to download (http or https).")
+    local_path: str | None = Field(default=None, description="Server-local absolute file path.")
+    model: str = Field(default="whisper-1", min_length=1, max_length=255, description="Transcription model.")
+    perform_chunking: bool = True
+    perform_analysis: bool = False
+    api_name: str | None = Field(default=None, max_length=64, description="LLM provider for analysis.")
+
+
+class AdminListQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    status: JobStatus | None = None
+    owner_user_id: str | None = Field(default=None, min_length=1, max_length=64)
+    limit: int = Field(default=50, ge=1, le=200)
+
+
+def _first_error(exc: pydantic.ValidationError) -> ValidationError:
+    err = exc.errors(include_url=False)[0]
+    field = ".".join(str(part) for part in err["loc"]) or None
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return ValidationError(f"unknown field {field!r}", code="unknown_field", field=field)
+    if kind == "missing":
+        return ValidationError(f"{field} is required", code="missing_field", field=field)
+    message = f"{field}: {err['msg']}" if field else err["msg"]
+    code = "invalid_type" if kind.endswith("_type") or kind.endswith("_parsing") else "invalid_value"
+    return ValidationError(message, code=code, field=field)
+
+
+def parse_model(model: type[M], data: Any) -> M:
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise _first_error(exc) from None
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    """The body as a JSON object, whatever Content-Type the client sent (curl -d sends a form type)."""
+    if not raw.strip():
+        raise ValidationError("the request body must be a JSON object", code="invalid_body")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationError("the request body is not valid JSON", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise ValidationError("the request body must be a JSON object", code="invalid_body")
+    return data
+
+
+def validate_submit(body: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """Check a submit body and return the job's payload: the options with defaults filled in."""
+    req = parse_model(SubmitRequest, body)
+    if req.url is None and req.local_path is None:
+        raise ValidationError("give exactly one of url and local_path", code="missing_source", field="url")
+    if req.url is not None and req.local_path is not None:
+        raise ValidationError("give only one of url and local_path, not both", code="conflicting_source",
+                              field="local_path")
+    payload = req.model_dump()
+    if req.url is not None:
+        check_url(req.url)
+    else:
+        assert req.local_path is not None
+        payload["local_path"] = str(check_local_path(req.local_path, settings.resolved_local_roots))
+    if req.model not in settings.model_names:
+        raise ValidationError(f"unknown model {req.model!r}; allowed: {', '.join(sorted(settings.model_names))}",
+                              code="unknown_model", field="model")
+    if req.api_name is not None and req.api_name not in PROVIDER_NAMES:
+        raise ValidationError(f"unknown api_name {req.api_name!r}; allowed: {', '.join(sorted(PROVIDER_NAMES))}",
+                              code="unknown_api_name", field="api_name")
+    if req.perform_analysis and req.api_name is None:
+        payload["api_name"] = settings.analysis_default_api
+    return payload
+
+
+def parse_admin_list(args: Any) -> AdminListQuery:
+    data: dict[str, Any] = {}
+    status = args.get("status") or args.get("status_filter")
+    if status is not None:
+        data["status"] = status
+    if args.get("owner_user_id") is not None:
+        data["owner_user_id"] = args.get("owner_user_id")
+    if args.get("limit") is not None:
+        data["limit"] = args.get("limit")
+    query = parse_model(AdminListQuery, data)
+    return query
+
+
+def parse_job_id(raw: str) -> int:
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+        raise ValidationError("job_id must be a positive integer", code="invalid_value", field="job_id")
+    return int(raw)

@@ -1,0 +1,63 @@
+"""Rows -> JSON-ready dicts."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from audiojobs.jobs.models import Analysis, Job, StageRun, Transcript, TranscriptChunk
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def job_summary(job: Job) -> dict[str, Any]:
+    return {"id": job.id, "uuid": job.uuid, "domain": job.domain, "queue": job.queue,
+            "job_type": job.job_type, "status": job.status}
+
+
+def job_to_dict(job: Job) -> dict[str, Any]:
+    return {
+        **job_summary(job),
+        "stage": job.stage,
+        "priority": job.priority,
+        "retry_count": job.retry_count,
+        "max_retries": job.max_retries,
+        "owner_user_id": job.owner_user_id,
+        "payload": job.payload,
+        "error_code": job.error_code,
+        "error_message": job.error_message,
+        "media_duration_seconds": job.media_duration_seconds,
+        "leased_until": _iso(job.leased_until),
+        "worker_id": job.worker_id,
+        "request_id": job.request_id,
+        "created_at": _iso(job.created_at),
+        "started_at": _iso(job.started_at),
+        "updated_at": _iso(job.updated_at),
+        "completed_at": _iso(job.completed_at),
+    }
+
+
+def stage_run_to_dict(run: StageRun) -> dict[str, Any]:
+    return {"stage": run.stage, "attempt": run.attempt, "status": run.status, "worker_id": run.worker_id,
+            "started_at": _iso(run.started_at), "finished_at": _iso(run.finished_at),
+            "duration_seconds": run.duration_seconds, "error_code": run.error_code,
+            "error_message": run.error_message}
+
+
+def result_to_dict(job: Job, transcript: Transcript, chunks: list[TranscriptChunk],
+                   analysis: Analysis | None) -> dict[str, Any]:
+    body = {"text": transcript.text, "segments": transcript.segments, "language": transcript.language,
+            "duration": transcript.duration_seconds, "model": transcript.model}
+    return {
+        "job_id": job.id,
+        "status": job.status,
+        **body,
+        "transcript": {**body, "source": transcript.source},
+        "chunks": [{"index": c.chunk_index, "text": c.text, "start": c.start_seconds, "end": c.end_seconds}
+                   for c in chunks],
+        "analysis": None if analysis is None else {
+            "provider": analysis.provider, "model": analysis.model, "summary": analysis.summary,
+            "key_phrases": analysis.key_phrases},
+    }

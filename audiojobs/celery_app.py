@@ -1,0 +1,68 @@
+"""The Celery app and the Task base class every pipeline stage runs under."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from typing import Any
+
+from celery import Celery, Task
+from celery.signals import worker_process_init
+
+import celeryconfig
+from audiojobs.config import Settings, get_settings
+from audiojobs.db import dispose_engines
+
+log = logging.getLogger(__name__)
+
+# The workers' app: the stage tasks register on it.
+celery = Celery("audiojobs", include=["audiojobs.pipeline.tasks"])
+
+
+def _configure(app: Celery, settings: Settings) -> Celery:
+    if not settings.redis_url:
+        from audiojobs.embedded_redis import ensure_embedded_redis
+
+        settings = ensure_embedded_redis(settings)
+    app.conf.update(celeryconfig.build(settings))
+    app.conf.audiojobs_settings = settings
+    return app
+
+
+def celery_init_app(settings: Settings | None = None) -> Celery:
+    """Configure the workers' Celery app from ``settings`` (default: this process's environment)."""
+    return _configure(celery, settings or get_settings())
+
+
+def producer_app(settings: Settings) -> Celery:
+    """A Celery app of one Flask app's own, that only sends tasks (by name) to its broker.
+
+    Each ``create_app(settings)`` gets its own, so two Flask apps in one process never share a
+    broker connection pool configured for the other.
+    """
+    return _configure(Celery("audiojobs", set_as_current=False), settings)
+
+
+def app_settings() -> Settings:
+    """The settings the Celery app was initialised with (a worker: its environment)."""
+    settings = celery.conf.get("audiojobs_settings")
+    return settings if isinstance(settings, Settings) else get_settings()
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@worker_process_init.connect
+def _after_fork(**_kwargs: Any) -> None:
+    # A forked pool process must not reuse its parent's database sockets.
+    dispose_engines()
+
+
+class AudioJobsTask(Task):
+    """Base of every audiojobs task: no result is kept; job state lives in the jobs table."""
+
+    abstract = True
+    ignore_result = True
+    typing = True

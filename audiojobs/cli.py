@@ -1,0 +1,133 @@
+"""Operator commands: ``audiojobs up | api | worker | beat | flower | db upgrade | config``."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from audiojobs.config import Settings, environ_with, get_settings, setting_table
+from audiojobs.errors import ConfigError
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except ConfigError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+def _with_redis(settings: Settings) -> tuple[Settings, dict[str, str]]:
+    """Settings and child env with a Redis URL: REDIS_URL, or the embedded Redis (started if need be)."""
+    if not settings.redis_url:
+        from audiojobs.embedded_redis import ensure_embedded_redis
+
+        settings = ensure_embedded_redis(settings)
+    assert settings.redis_url is not None
+    return settings, {"REDIS_URL": settings.redis_url, "AUDIOJOBS_VAR_DIR": str(settings.var_path)}
+
+
+@click.group()
+def main() -> None:
+    """audiojobs: background audio and video transcription jobs."""
+
+
+@main.command()
+def up() -> None:
+    """Run the whole system locally: Redis, migrations, API, worker, beat and Flower."""
+    from audiojobs.local_stack import run_up
+
+    repo_root = Path(__file__).resolve().parent.parent
+    try:
+        code = run_up(_settings(), repo_root)
+    except ConfigError as exc:
+        raise click.ClickException(exc.message) from None
+    sys.exit(code)
+
+
+@main.command()
+@click.option("--host", default=None, help="Bind address (AUDIOJOBS_HOST).")
+@click.option("--port", type=int, default=None, help="Port (AUDIOJOBS_PORT).")
+@click.option("--workers", type=int, default=None, help="gunicorn processes (AUDIOJOBS_API_WORKERS).")
+def api(host: str | None, port: int | None, workers: int | None) -> None:
+    """Serve the HTTP API with gunicorn; with AUDIO_JOBS_WORKER_ENABLED=true, also a worker."""
+    from audiojobs.local_stack import Supervisor, api_cmd, worker_cmd
+
+    settings, env = _with_redis(_settings())
+    settings = dataclasses.replace(settings, api_host=host or settings.api_host,
+                                   api_port=port or settings.api_port,
+                                   api_workers=workers or settings.api_workers)
+    if not settings.worker_enabled:
+        os.execve(sys.executable, api_cmd(settings), environ_with(env))
+    sup = Supervisor()
+    sup.install_signal_handlers()
+    sup.start("api-worker", worker_cmd(settings, hostname="audiojobs-api@%h"), environ_with(env))
+    sup.start("api", api_cmd(settings), environ_with(env))
+    sys.exit(sup.wait())
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option("-Q", "--queues", default=None, help="Queues to consume (default: both audio queues).")
+@click.option("-c", "--concurrency", type=int, default=None, help="Worker processes.")
+@click.option("-n", "--hostname", default="audiojobs@%h", show_default=True)
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def worker(queues: str | None, concurrency: int | None, hostname: str, celery_args: tuple[str, ...]) -> None:
+    """Run a Celery worker; extra arguments go to ``celery worker``."""
+    from audiojobs.local_stack import worker_cmd
+
+    settings, env = _with_redis(_settings())
+    cmd = worker_cmd(settings, concurrency=concurrency, hostname=hostname)
+    if queues:
+        cmd[cmd.index("-Q") + 1] = queues
+    os.execve(sys.executable, [*cmd, *celery_args], environ_with(env))
+
+
+@main.command()
+def beat() -> None:
+    """Run celery beat (periodic tasks)."""
+    from audiojobs.local_stack import beat_cmd
+
+    settings, env = _with_redis(_settings())
+    settings.var_path.mkdir(parents=True, exist_ok=True)
+    os.execve(sys.executable, beat_cmd(settings), environ_with(env))
+
+
+@main.command()
+def flower() -> None:
+    """Run Flower on 127.0.0.1 with basic auth (FLOWER_BASIC_AUTH, else var/flower_auth)."""
+    from audiojobs.local_secrets import flower_auth_path, read_or_create_secret
+    from audiojobs.local_stack import flower_cmd
+
+    settings, env = _with_redis(_settings())
+    auth = settings.flower_basic_auth or read_or_create_secret(flower_auth_path(settings.var_path), make="userpass")
+    os.execve(sys.executable, flower_cmd(settings, auth), environ_with(env))
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Apply migrations up to REVISION (default: head)."""
+    from audiojobs.migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings.effective_database_url, revision)
+    click.echo(f"database at {revision}: {settings.effective_database_url}")
+
+
+@main.command("config")
+def show_config() -> None:
+    """List every setting: environment name, default, meaning."""
+    for name, default, comment in setting_table():
+        click.echo(f"{name:32} {default or '(empty)':24} {comment}")
+
+
+if __name__ == "__main__":
+    main()

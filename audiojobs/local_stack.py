@@ -1,0 +1,215 @@
+"""``audiojobs up``: the whole system on one machine, as ``scripts/run-local`` starts it.
+
+Redis (``REDIS_URL``, or an embedded one), migrations, then the API (gunicorn), a Celery worker
+for both queues, celery beat and Flower, each a child process in its own session. Ctrl-C (or
+SIGTERM, or any child dying) stops them all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+
+from audiojobs.config import Settings, environ_with
+from audiojobs.embedded_redis import free_port, redis_command, wait_for_redis, write_url_file
+from audiojobs.errors import ConfigError
+from audiojobs.local_secrets import api_key_path, flower_auth_path, read_or_create_secret
+
+STOP_GRACE_SECONDS = 15.0
+
+
+class Supervisor:
+    """Starts child processes, notices when one dies, and stops them all (newest first)."""
+
+    def __init__(self) -> None:
+        self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self._stopping = False
+
+    def start(self, name: str, cmd: list[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+        # A session of its own: the terminal's Ctrl-C reaches only us, and we stop children in order.
+        proc = subprocess.Popen(cmd, env=dict(env), start_new_session=True)
+        self.children.append((name, proc))
+        return proc
+
+    def install_signal_handlers(self) -> None:
+        def handler(signum: int, _frame: object) -> None:
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def wait(self) -> int:
+        """Block until a child exits (its name and code are reported) or we are interrupted."""
+        try:
+            while True:
+                for name, proc in self.children:
+                    code = proc.poll()
+                    if code is not None:
+                        print(f"audiojobs: {name} exited with code {code}; stopping everything", file=sys.stderr)
+                        return code or 1
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            print("\naudiojobs: stopping …", file=sys.stderr)
+            return 0
+        finally:
+            self.stop_all()
+
+    def stop_all(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        for _name, proc in reversed(self.children):
+            if proc.poll() is None:
+                _signal_group(proc, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for _name, proc in reversed(self.children):
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait()
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def python_cmd(*args: str) -> list[str]:
+    return [sys.executable, *args]
+
+
+def celery_cmd(*args: str) -> list[str]:
+    return python_cmd("-m", "celery", "-A", "audiojobs.worker", *args)
+
+
+def worker_cmd(settings: Settings, concurrency: int | None = None, hostname: str = "audiojobs@%h") -> list[str]:
+    queues = ",".join(dict.fromkeys([settings.cpu_queue, settings.transcribe_queue]))
+    return celery_cmd("worker", "-Q", queues, "-c", str(concurrency or settings.worker_concurrency),
+                      "-n", hostname, "--loglevel", settings.log_level.upper())
+
+
+def api_cmd(settings: Settings) -> list[str]:
+    return python_cmd("-m", "gunicorn", "audiojobs.wsgi:app", "--bind", f"{settings.api_host}:{settings.api_port}",
+                      "--workers", str(settings.api_workers), "--timeout", "60", "--graceful-timeout", "10",
+                      "--access-logfile", "-", "--log-level", settings.log_level)
+
+
+def beat_cmd(settings: Settings) -> list[str]:
+    return celery_cmd("beat", "--schedule", str(settings.var_path / "celerybeat-schedule"),
+                      "--loglevel", settings.log_level.upper())
+
+
+def flower_cmd(settings: Settings, basic_auth: str) -> list[str]:
+    return celery_cmd("flower", "--address=127.0.0.1", f"--port={settings.flower_port}",
+                      f"--basic-auth={basic_auth}")
+
+
+def default_local_roots(settings: Settings, repo_root: Path) -> tuple[str, ...]:
+    """run-local's roots when AUDIO_LOCAL_ROOTS is unset: var/inbox, your home, the sample audio."""
+    roots = [str(settings.var_path / "inbox")]
+    home = Path.home()
+    if home.is_dir() and home != Path("/"):
+        roots.append(str(home))
+    samples = (repo_root.parent / "shared" / "fixtures" / "audio").resolve()
+    if samples.is_dir():
+        roots.append(str(samples))
+    return tuple(roots)
+
+
+def wait_for_http(url: str, timeout: float, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ConfigError(f"the API exited with code {proc.returncode} while starting")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 - our own loopback URL
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
+    raise ConfigError(f"the API did not answer at {url} within {timeout:.0f} s")
+
+
+def run_up(settings: Settings, repo_root: Path) -> int:
+    from audiojobs.migrate import upgrade
+
+    var = settings.var_path
+    var.mkdir(parents=True, exist_ok=True)
+    sup = Supervisor()
+    sup.install_signal_handlers()
+    env: dict[str, str] = {"AUDIOJOBS_VAR_DIR": str(var), "PYTHONUNBUFFERED": "1"}
+    try:
+        if settings.redis_url:
+            redis_url, redis_note = settings.redis_url, "REDIS_URL"
+        else:
+            port = settings.embedded_redis_port or free_port()
+            sup.start("redis", redis_command(var / "redis", port, persist=True), environ_with({}))
+            redis_url, redis_note = f"redis://127.0.0.1:{port}/0", "embedded, data in var/redis"
+        wait_for_redis(redis_url)
+        if not settings.redis_url:
+            write_url_file(var / "redis", redis_url)
+        env["REDIS_URL"] = redis_url
+
+        api_key = settings.api_key or read_or_create_secret(api_key_path(var))
+        key_note = "AUDIOJOBS_API_KEY" if settings.api_key else f"kept in {api_key_path(var)}"
+        flower_auth = settings.flower_basic_auth or read_or_create_secret(flower_auth_path(var), make="userpass")
+        roots = settings.local_roots or default_local_roots(settings, repo_root)
+        for root in roots:
+            if root.startswith(str(var)):
+                Path(root).mkdir(parents=True, exist_ok=True)
+        env.update(AUDIOJOBS_API_KEY=api_key, FLOWER_BASIC_AUTH=flower_auth, AUDIO_LOCAL_ROOTS=":".join(roots))
+        db_url = settings.effective_database_url
+        env["DATABASE_URL"] = db_url
+        upgrade(db_url)
+
+        child_env = environ_with(env)
+        settings = dataclasses.replace(settings, redis_url=redis_url, api_key=api_key, local_roots=roots)
+        api = sup.start("api", python_cmd("-m", "audiojobs.cli", "api"), child_env)
+        if not settings.worker_enabled:  # else the API service runs the worker itself
+            sup.start("worker", worker_cmd(settings, hostname="audiojobs-local@%h"), child_env)
+        sup.start("beat", beat_cmd(settings), child_env)
+        sup.start("flower", flower_cmd(settings, flower_auth), child_env)
+        base = f"http://{settings.api_host}:{settings.api_port}"
+        wait_for_http(f"{base}/healthz", 60, api)
+    except BaseException:
+        sup.stop_all()
+        raise
+    print(banner(settings, base, redis_note, key_note, flower_auth, roots, db_url), flush=True)
+    return sup.wait()
+
+
+def banner(settings: Settings, base: str, redis_note: str, key_note: str, flower_auth: str,
+           roots: tuple[str, ...], db_url: str) -> str:
+    sample = next((str(Path(r) / "jfk.flac") for r in roots if (Path(r) / "jfk.flac").is_file()),
+                  str(Path(roots[0]) / "your-file.mp3") if roots else "/path/to/audio.mp3")
+    user, _, password = flower_auth.partition(":")
+    return "\n".join([
+        "",
+        "audiojobs is up. Ctrl-C stops everything.",
+        f"  API            {base}/api/v1/audio",
+        f"  API key        {settings.api_key}   ({key_note})",
+        f"  Local roots    {':'.join(roots)}   (AUDIO_LOCAL_ROOTS)",
+        f"  Flower         http://127.0.0.1:{settings.flower_port}   (user {user}, password {password})",
+        f"  Redis          {settings.redis_url}   ({redis_note})",
+        f"  Database       {db_url}",
+        f"  Work dir       {settings.work_path}",
+        "",
+        "Submit a file and read its transcript:",
+        f"  curl -s -X POST {base}/api/v1/audio/jobs/submit -H 'X-API-KEY: {settings.api_key}' "
+        f"-H 'Content-Type: application/json' -d '{{\"local_path\": \"{sample}\"}}'",
+        f"  curl -s {base}/api/v1/audio/jobs/1 -H 'X-API-KEY: {settings.api_key}'",
+        f"  curl -s {base}/api/v1/audio/jobs/1/result -H 'X-API-KEY: {settings.api_key}'",
+        "",
+    ])

@@ -1,0 +1,18 @@
+"""audio_analyze: the transcript through the analysis provider named by ``api_name``."""
+
+from __future__ import annotations
+
+from audiojobs.analysis.registry import get_provider
+from audiojobs.pipeline.context import ANALYSIS_NAME, TRANSCRIPT_NAME, StageContext
+
+
+def run(ctx: StageContext) -> bool:
+    """Write analysis.json; False (skipped) when the job asked for no analysis."""
+    if not ctx.payload.get("perform_analysis", False):
+        ctx.path(ANALYSIS_NAME).unlink(missing_ok=True)
+        return False
+    transcript = ctx.read_json(TRANSCRIPT_NAME)
+    api_name = ctx.payload.get("api_name") or ctx.settings.analysis_default_api
+    result = get_provider(api_name).analyze(transcript["text"])
+    ctx.write_json(ANALYSIS_NAME, result.to_dict())
+    return True

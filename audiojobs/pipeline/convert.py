@@ -1,0 +1,81 @@
+"""audio_convert: ffmpeg turns any audio or video into 16 kHz mono 16-bit WAV; records the duration."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import wave
+from pathlib import Path
+
+from audiojobs.config import Settings
+from audiojobs.errors import InvalidMedia, StageError
+from audiojobs.jobs import service
+from audiojobs.pipeline.context import WAV_NAME, StageContext
+
+SAMPLE_RATE = 16000
+
+
+def ffmpeg_binary(settings: Settings) -> str:
+    """A system ffmpeg when there is one, else the binary imageio-ffmpeg ships."""
+    if settings.ffmpeg_binary:
+        return settings.ffmpeg_binary
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        raise StageError("no ffmpeg on this worker (install ffmpeg or imageio-ffmpeg)",
+                         code="ffmpeg_missing") from None
+    return str(imageio_ffmpeg.get_ffmpeg_exe())
+
+
+def to_wav(source: Path, target: Path, settings: Settings) -> float:
+    """Decode ``source`` into ``target``; the duration in seconds. InvalidMedia if it is not audio."""
+    tmp = target.with_name(f".{target.name}.tmp")
+    cmd = [ffmpeg_binary(settings), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
+           "-i", str(source), "-map", "0:a:0", "-vn", "-sn", "-dn", "-ac", "1", "-ar", str(SAMPLE_RATE),
+           "-c:a", "pcm_s16le", "-f", "wav", str(tmp)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace",
+                              timeout=settings.stage_time_limit)
+    except subprocess.TimeoutExpired:
+        tmp.unlink(missing_ok=True)
+        raise InvalidMedia("decoding the media took too long") from None
+    if proc.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        raise InvalidMedia(f"the file is not audio or video that can be decoded: {_reason(proc.stderr, source)}")
+    duration = wav_duration(tmp)
+    if duration <= 0:
+        tmp.unlink(missing_ok=True)
+        raise InvalidMedia("the file contains no audio samples")
+    tmp.replace(target)
+    return duration
+
+
+def wav_duration(path: Path) -> float:
+    try:
+        with wave.open(str(path), "rb") as wav:
+            return wav.getnframes() / float(wav.getframerate())
+    except (wave.Error, EOFError) as exc:
+        raise InvalidMedia(f"the decoded audio is unreadable ({exc})") from None
+
+
+def _reason(stderr: str, source: Path) -> str:
+    """ffmpeg's last error line, without server paths."""
+    if "matches no streams" in stderr:
+        return "it has no audio stream"
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    text = lines[-1] if lines else "unknown decoder error"
+    for path in (str(source), str(source.parent)):
+        text = text.replace(path, source.name if path == str(source) else "")
+    return text[:300]
+
+
+def run(ctx: StageContext) -> float:
+    duration = to_wav(ctx.source_file(), ctx.path(WAV_NAME), ctx.settings)
+    from audiojobs.db import session_scope
+
+    with session_scope(ctx.settings.effective_database_url) as session:
+        service.set_media_duration(session, ctx.job_id, duration)
+    return duration

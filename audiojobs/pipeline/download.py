@@ -1,0 +1,114 @@
+"""audio_download: bring the job's media into its own work directory.
+
+``local_path``: checked again (the file may have moved since submit), opened without following
+symlinks and copied. ``url``: fetched with yt-dlp, whose generic extractor also takes direct
+media links; audio-only where the site offers it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from audiojobs.errors import DownloadFailed, ForbiddenSource, SourceNotFound, TransientStageError, ValidationError
+from audiojobs.pipeline.context import SOURCE_STEM, StageContext
+from audiojobs.sources import check_local_path, check_url
+
+log = logging.getLogger(__name__)
+
+
+def run(ctx: StageContext) -> None:
+    job_dir = ctx.ensure_job_dir()
+    for stale in job_dir.glob(f"{SOURCE_STEM}.*"):  # a re-run starts clean
+        stale.unlink()
+    if ctx.payload.get("local_path"):
+        copy_local(ctx.payload["local_path"], ctx)
+    else:
+        fetch_url(ctx.payload["url"], ctx)
+
+
+def copy_local(raw_path: str, ctx: StageContext) -> Path:
+    try:
+        source = check_local_path(raw_path, ctx.settings.resolved_local_roots)
+    except ValidationError as exc:
+        if exc.code == "local_path_not_found":
+            raise SourceNotFound("the local file no longer exists") from None
+        raise ForbiddenSource(exc.message, code="forbidden_path") from None
+    target = ctx.path(f"{SOURCE_STEM}{source.suffix.lower()[:16]}")
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(source, flags)
+    except FileNotFoundError:
+        raise SourceNotFound("the local file no longer exists") from None
+    except OSError as exc:
+        raise ForbiddenSource(f"the local file cannot be opened ({exc.strerror})", code="forbidden_path") from None
+    with os.fdopen(fd, "rb") as src, open(target, "wb") as dst:
+        shutil.copyfileobj(src, dst, length=1024 * 1024)
+    return target
+
+
+class _YtDlpLogger:
+    """Send yt-dlp's chatter to our log instead of the worker's stdout."""
+
+    def debug(self, msg: str) -> None:
+        log.debug("yt-dlp: %s", msg)
+
+    def info(self, msg: str) -> None:
+        log.debug("yt-dlp: %s", msg)
+
+    def warning(self, msg: str) -> None:
+        log.info("yt-dlp: %s", msg)
+
+    def error(self, msg: str) -> None:
+        log.info("yt-dlp: %s", msg)
+
+
+def fetch_url(url: str, ctx: StageContext) -> Path:
+    try:
+        check_url(url)
+    except ValidationError as exc:
+        raise ForbiddenSource(exc.message) from None
+    import yt_dlp  # heavy: imported in workers only
+
+    options: dict[str, Any] = {
+        "outtmpl": {"default": str(ctx.job_dir / f"{SOURCE_STEM}.%(ext)s")},
+        "format": "bestaudio/best",
+        "noplaylist": True,
+        "playlist_items": "1",
+        "quiet": True,
+        "no_warnings": True,
+        "noprogress": True,
+        "logger": _YtDlpLogger(),
+        "socket_timeout": ctx.settings.download_timeout,
+        "retries": 2,
+        "fragment_retries": 2,
+        "overwrites": True,
+        "cachedir": False,
+        "restrictfilenames": True,
+    }
+    try:
+        with yt_dlp.YoutubeDL(options) as ydl:
+            info = ydl.extract_info(url, download=True)
+    except yt_dlp.utils.DownloadError as exc:
+        raise _classify_download_error(str(exc)) from None
+    downloads = (info or {}).get("requested_downloads") or []
+    paths = [Path(d["filepath"]) for d in downloads if d.get("filepath")]
+    if not paths or not paths[0].is_file():
+        raise DownloadFailed("the URL yielded no media file")
+    return paths[0]
+
+
+def _classify_download_error(message: str) -> Exception:
+    text = message.removeprefix("ERROR: ").strip()
+    lowered = text.lower()
+    if "http error 404" in lowered or "http error 410" in lowered:
+        return SourceNotFound(f"the URL was not found: {text}")
+    if any(s in lowered for s in ("http error 5", "timed out", "temporary failure", "connection reset",
+                                  "connection refused", "remote end closed")):
+        return TransientStageError(f"download failed, will retry: {text}")
+    if "unsupported url" in lowered:
+        return DownloadFailed(f"no audio or video found at the URL: {text}")
+    return DownloadFailed(f"download failed: {text}")

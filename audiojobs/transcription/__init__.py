@@ -1,0 +1,1 @@
+"""Speech-to-text backends behind one interface; imported by workers only, never by the API."""

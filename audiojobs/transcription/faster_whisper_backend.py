@@ -1,0 +1,42 @@
+"""faster-whisper (CTranslate2): int8 on CPU, float16 on CUDA."""
+
+from __future__ import annotations
+
+from audiojobs.transcription.interfaces import Segment, SegmentCallback, TranscriptionResult
+
+
+class FasterWhisperBackend:
+    name = "faster-whisper"
+
+    def __init__(self, model_ref: str, *, model_label: str, device: str = "auto",
+                 compute_type: str = "default", cpu_threads: int = 0) -> None:
+        from faster_whisper import WhisperModel  # heavy: imported in workers only
+
+        if device == "auto":
+            device = "cuda" if _cuda_available() else "cpu"
+        if compute_type == "default":
+            compute_type = "float16" if device == "cuda" else "int8"
+        self.device = device
+        self.compute_type = compute_type
+        self.model_label = model_label
+        self._model = WhisperModel(model_ref, device=device, compute_type=compute_type, cpu_threads=cpu_threads)
+
+    def transcribe(self, wav_path: str, *, language: str | None = None,
+                   on_segment: SegmentCallback | None = None) -> TranscriptionResult:
+        segments_iter, info = self._model.transcribe(wav_path, language=language, beam_size=5)
+        segments: list[Segment] = []
+        for seg in segments_iter:  # a generator: decoding happens as we iterate
+            segments.append(Segment(float(seg.start), float(seg.end), seg.text))
+            if on_segment is not None:
+                on_segment(float(seg.end))
+        return TranscriptionResult(language=info.language, duration=float(info.duration),
+                                   model=self.model_label, segments=segments)
+
+
+def _cuda_available() -> bool:
+    try:
+        import ctranslate2
+
+        return ctranslate2.get_cuda_device_count() > 0
+    except Exception:  # noqa: BLE001 - no CUDA runtime at all means CPU
+        return False

@@ -1,0 +1,74 @@
+"""Celery settings for audiojobs: queues, routes and reliability, built from audiojobs settings.
+
+``build(settings)`` is what the app loads; ``celery_init_app`` calls it so the API and every
+worker share one definition. The jobs table, not a result backend, holds job state: results are
+ignored and no backend is configured.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kombu import Exchange, Queue
+
+from audiojobs.config import Settings
+
+STAGE_TASKS = (
+    "audiojobs.audio_download",
+    "audiojobs.audio_convert",
+    "audiojobs.audio_transcribe",
+    "audiojobs.audio_chunk",
+    "audiojobs.audio_analyze",
+    "audiojobs.audio_store",
+)
+
+
+def build(settings: Settings) -> dict[str, Any]:
+    cpu, gpu = settings.cpu_queue, settings.transcribe_queue
+    redis_url = settings.redis_url
+    queues = [Queue(name, Exchange(name, type="direct"), routing_key=name) for name in dict.fromkeys([cpu, gpu])]
+    return {
+        "broker_url": redis_url,
+        "result_backend": None,
+        "task_ignore_result": True,
+        # Routes: transcription to its own (GPU) queue, everything else to the CPU queue.
+        "task_queues": queues,
+        "task_default_queue": cpu,
+        "task_default_exchange": cpu,
+        "task_default_routing_key": cpu,
+        "task_routes": {
+            "audiojobs.audio_transcribe": {"queue": gpu, "exchange": gpu, "routing_key": gpu},
+            "audiojobs.*": {"queue": cpu, "exchange": cpu, "routing_key": cpu},
+        },
+        # Reliability: a task is acknowledged only after it ran, and re-delivered if its worker
+        # dies; a worker takes one task at a time so no task waits behind a long transcription.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {
+            # Must exceed the longest task time limit, or Redis re-delivers a task still running.
+            "visibility_timeout": settings.broker_visibility_timeout,
+        },
+        "task_publish_retry": True,
+        "task_publish_retry_policy": {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5,
+                                      "interval_max": 2.0},
+        "task_annotations": {
+            "audiojobs.audio_transcribe": {"time_limit": settings.transcribe_time_limit,
+                                           "soft_time_limit": max(5, settings.transcribe_time_limit - 30)},
+            "*": {"time_limit": settings.stage_time_limit,
+                  "soft_time_limit": max(5, settings.stage_time_limit - 30)},
+        },
+        # Events let Flower show every stage task.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "timezone": "UTC",
+        "enable_utc": True,
+        "beat_schedule": {
+            "sweep-work-dirs": {"task": "audiojobs.sweep_work_dirs", "schedule": 900.0},
+        },
+        "worker_hijack_root_logger": False,
+    }

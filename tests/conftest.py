@@ -1,0 +1,138 @@
+"""Fixtures: real Redis, real SQLite and PostgreSQL databases, the Flask app, real workers."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import jiwer
+import pytest
+import redis as redis_lib
+from flask import Flask
+from flask.testing import FlaskClient
+
+from audiojobs import create_app
+from audiojobs.config import Settings
+from audiojobs.migrate import upgrade
+from tests.services import JFK_FLAC, PostgresServer, RedisServer
+
+API_KEY = "test-key-0123456789"
+AUTH = {"X-API-KEY": API_KEY}
+_redis_dbs = itertools.count(1)
+
+
+def normalise(text: str) -> str:
+    return " ".join(re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split())
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    return float(jiwer.wer(normalise(reference), normalise(hypothesis)))
+
+
+@pytest.fixture(scope="session")
+def test_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    server = PostgresServer(tmp_path_factory.mktemp("pg"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(test_redis: RedisServer) -> str:
+    """A Redis database of this test's own (flushed), on the tests' redis-server."""
+    db = next(_redis_dbs) % 15 + 1
+    url = test_redis.url(db)
+    redis_lib.Redis.from_url(url).flushdb()
+    return url
+
+
+def _database(kind: str, tmp_path: Path, postgres_factory: Callable[[], PostgresServer]) -> Iterator[str]:
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp_path / 'audiojobs.db'}"
+        upgrade(url)
+        yield url
+        return
+    pg = postgres_factory()
+    url = pg.create_database()
+    upgrade(url)
+    try:
+        yield url
+    finally:
+        pg.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, migrated database: the test runs once on SQLite and once on PostgreSQL."""
+    yield from _database(request.param, tmp_path, lambda: request.getfixturevalue("postgres"))
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> Iterator[str]:
+    yield from _database("sqlite", tmp_path, lambda: None)  # type: ignore[arg-type,return-value]
+
+
+@pytest.fixture
+def media_root(tmp_path: Path) -> Path:
+    """The one directory local_path may point into; holds a copy of jfk.flac."""
+    root = tmp_path / "media"
+    root.mkdir()
+    shutil.copy(JFK_FLAC, root / "jfk.flac")
+    return root
+
+
+def make_settings(db_url: str, redis_url: str, tmp_path: Path, media_root: Path, **overrides: Any) -> Settings:
+    env = {
+        "AUDIOJOBS_VAR_DIR": str(tmp_path / "var"),
+        "DATABASE_URL": db_url,
+        "REDIS_URL": redis_url,
+        "AUDIOJOBS_API_KEY": API_KEY,
+        "AUDIO_LOCAL_ROOTS": str(media_root),
+        "AUDIO_WORK_DIR": str(tmp_path / "work"),
+    }
+    env.update({k: str(v) for k, v in overrides.items()})
+    return Settings.from_env(env)
+
+
+@pytest.fixture
+def settings(sqlite_url: str, redis_url: str, tmp_path: Path, media_root: Path) -> Settings:
+    return make_settings(sqlite_url, redis_url, tmp_path, media_root)
+
+
+@pytest.fixture
+def app(settings: Settings) -> Flask:
+    app = create_app(settings)
+    app.testing = True
+    return app
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def wait_for_job(client: FlaskClient, job_id: int, timeout: float = 90,
+                 until: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+    """Poll GET /jobs/{id} until the job is final (or ``until`` holds); the last body."""
+    deadline = time.monotonic() + timeout
+    body: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        resp = client.get(f"/api/v1/audio/jobs/{job_id}", headers=AUTH)
+        assert resp.status_code == 200, resp.get_json()
+        body = resp.get_json()
+        if (until(body) if until else body["status"] in {"completed", "failed", "cancelled"}):
+            return body
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not get there in {timeout} s: {body}")

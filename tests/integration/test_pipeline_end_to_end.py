@@ -1,0 +1,124 @@
+"""The main job end to end: HTTP API -> six-stage chain on a real worker -> stored transcript.
+
+Runs on SQLite and on PostgreSQL, with a real Redis, real ffmpeg and the real tiny.en model.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import AUTH, wait_for_job, word_error_rate
+from tests.integration.conftest import Stack
+from tests.media import corrupt_file
+from tests.services import JFK_FLAC, JFK_TEXT, MediaServer
+
+pytestmark = pytest.mark.integration
+SUBMIT = "/api/v1/audio/jobs/submit"
+STAGES = ["audio_download", "audio_convert", "audio_transcribe", "audio_chunk", "audio_analyze", "audio_store"]
+
+
+def submit(stack: Stack, **body: object) -> int:
+    resp = stack.client.post(SUBMIT, json=body, headers=AUTH)
+    assert resp.status_code == 202, resp.get_json()
+    return int(resp.get_json()["id"])
+
+
+def test_jfk_with_chunks_and_analysis(stack: Stack) -> None:
+    started = time.monotonic()
+    job_id = submit(stack, local_path=str(stack.media_root / "jfk.flac"), perform_analysis=True, api_name="local")
+    job = wait_for_job(stack.client, job_id)
+    elapsed = time.monotonic() - started
+    print(f"\njfk.flac submit-to-completed ({stack.settings.effective_database_url.split(':')[0]}): {elapsed:.2f} s")
+    assert job["status"] == "completed", job
+    assert job["error_code"] is None and job["completed_at"] and job["started_at"]
+    assert job["media_duration_seconds"] == pytest.approx(11.0, abs=0.1)
+    assert [s["stage"] for s in job["stages"]] == STAGES
+    assert all(s["status"] == "succeeded" for s in job["stages"])
+
+    result = stack.client.get(f"/api/v1/audio/jobs/{job_id}/result", headers=AUTH).get_json()
+    assert word_error_rate(JFK_TEXT, result["text"]) <= 0.1, result["text"]
+    assert result["transcript"]["text"] == result["text"]
+    assert result["language"] == "en" and result["duration"] == pytest.approx(11.0, abs=0.1)
+    assert all(set(seg) == {"id", "start", "end", "text"} for seg in result["segments"])
+    assert result["chunks"] and result["chunks"][0]["start"] == 0.0
+    assert result["chunks"][-1]["end"] == pytest.approx(11.0, abs=0.5)
+    assert "country" in " ".join(c["text"] for c in result["chunks"]).lower()
+    assert result["analysis"]["provider"] == "local" and result["analysis"]["summary"]
+    assert "country" in result["analysis"]["key_phrases"]
+    # The work directory is gone; the input is untouched.
+    assert not (stack.settings.work_path / f"job-{job_id}").exists()
+    assert (stack.media_root / "jfk.flac").read_bytes() == JFK_FLAC.read_bytes()
+
+
+def test_chunking_and_analysis_off(stack: Stack) -> None:
+    job_id = submit(stack, local_path=str(stack.media_root / "jfk.flac"), perform_chunking=False)
+    job = wait_for_job(stack.client, job_id)
+    assert job["status"] == "completed"
+    by_stage = {s["stage"]: s["status"] for s in job["stages"]}
+    assert by_stage["audio_chunk"] == "skipped" and by_stage["audio_analyze"] == "skipped"
+    result = stack.client.get(f"/api/v1/audio/jobs/{job_id}/result", headers=AUTH).get_json()
+    assert result["chunks"] == [] and result["analysis"] is None
+    assert word_error_rate(JFK_TEXT, result["text"]) <= 0.1
+
+
+def test_corrupt_file_fails_and_the_next_job_still_completes(stack: Stack) -> None:
+    bad = corrupt_file(stack.media_root / "corrupt.mp3")
+    bad_id = submit(stack, local_path=str(bad))
+    good_id = submit(stack, local_path=str(stack.media_root / "jfk.flac"))
+    bad_job = wait_for_job(stack.client, bad_id)
+    assert (bad_job["status"], bad_job["error_code"]) == ("failed", "invalid_media")
+    assert "decoded" in bad_job["error_message"] and str(stack.tmp) not in bad_job["error_message"]
+    assert bad_job["stage"] == "audio_convert"
+    assert [s["stage"] for s in bad_job["stages"]] == ["audio_download", "audio_convert"]  # no later stage ran
+    assert bad_job["stages"][-1]["error_code"] == "invalid_media"
+    assert not (stack.settings.work_path / f"job-{bad_id}").exists()
+    assert bad.exists()
+    resp = stack.client.get(f"/api/v1/audio/jobs/{bad_id}/result", headers=AUTH)
+    assert resp.status_code == 409
+    assert wait_for_job(stack.client, good_id)["status"] == "completed"
+
+
+def test_file_deleted_after_submit_fails_not_found(stack: Stack) -> None:
+    doomed = stack.media_root / "doomed.flac"
+    shutil.copy(JFK_FLAC, doomed)
+    resp = stack.client.post(SUBMIT, json={"local_path": str(doomed)}, headers=AUTH)
+    doomed.unlink()  # gone before the worker looks, or just after it copied the file
+    job = wait_for_job(stack.client, resp.get_json()["id"])
+    assert job["status"] in {"completed", "failed"}
+    if job["status"] == "failed":
+        assert job["error_code"] == "not_found"
+
+
+@pytest.fixture(scope="module")
+def media_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MediaServer]:
+    site = tmp_path_factory.mktemp("site")
+    shutil.copy(JFK_FLAC, site / "speech.flac")
+    server = MediaServer(site)
+    yield server
+    server.stop()
+
+
+def test_url_job_downloads_with_yt_dlp(stack: Stack, media_site: MediaServer) -> None:
+    job_id = submit(stack, url=media_site.url("speech.flac"))
+    job = wait_for_job(stack.client, job_id)
+    assert job["status"] == "completed", job
+    result = stack.client.get(f"/api/v1/audio/jobs/{job_id}/result", headers=AUTH).get_json()
+    assert word_error_rate(JFK_TEXT, result["text"]) <= 0.1
+    assert result["transcript"]["source"] == media_site.url("speech.flac")
+
+
+def test_url_not_found_fails_with_not_found(stack: Stack, media_site: MediaServer) -> None:
+    job = wait_for_job(stack.client, submit(stack, url=media_site.url("missing.mp3")))
+    assert (job["status"], job["error_code"], job["stage"]) == ("failed", "not_found", "audio_download")
+
+
+def test_admin_views_count_jobs_not_stages(stack: Stack) -> None:
+    summary = stack.client.get("/api/v1/audio/jobs/admin/summary", headers=AUTH).get_json()
+    listed = stack.client.get("/api/v1/audio/jobs/admin/list?limit=200", headers=AUTH).get_json()["jobs"]
+    assert summary["total"] == len(listed)
+    assert summary["counts_by_status"]["processing"] == 0
+    assert summary["counts_by_status"]["completed"] >= 3

@@ -1,0 +1,79 @@
+"""audio_download: local copies inside the sandbox, and real yt-dlp downloads from a loopback server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from audiojobs.config import Settings
+from audiojobs.errors import DownloadFailed, ForbiddenSource, SourceNotFound
+from audiojobs.pipeline import download
+from audiojobs.pipeline.context import StageContext
+from tests.services import JFK_FLAC, MediaServer
+
+
+@pytest.fixture
+def media_server(tmp_path: Path) -> Iterator[MediaServer]:
+    site = tmp_path / "site"
+    site.mkdir()
+    shutil.copy(JFK_FLAC, site / "jfk.flac")
+    (site / "page.html").write_text("<html><body>no media here</body></html>")
+    server = MediaServer(site)
+    yield server
+    server.stop()
+
+
+def _ctx(tmp_path: Path, payload: dict, roots: str = "") -> StageContext:
+    settings = Settings.from_env({"AUDIO_WORK_DIR": str(tmp_path / "work"), "AUDIO_LOCAL_ROOTS": roots,
+                                  "AUDIO_DOWNLOAD_TIMEOUT": "5"})
+    return StageContext(job_id=7, payload=payload, settings=settings, run_id=1, worker_id="t")
+
+
+def test_local_file_is_copied_into_the_job_dir(tmp_path: Path, media_root: Path) -> None:
+    ctx = _ctx(tmp_path, {"local_path": str(media_root / "jfk.flac")}, roots=str(media_root))
+    download.run(ctx)
+    copied = ctx.source_file()
+    assert copied.parent == tmp_path / "work" / "job-7"
+    assert copied.read_bytes() == JFK_FLAC.read_bytes()
+    assert sorted(p.name for p in media_root.iterdir()) == ["jfk.flac"]  # nothing written next to the input
+
+
+def test_local_file_swapped_for_a_symlink_after_submit_is_refused(tmp_path: Path, media_root: Path) -> None:
+    (tmp_path / "secret").write_text("secret")
+    os.remove(media_root / "jfk.flac")
+    os.symlink(tmp_path / "secret", media_root / "jfk.flac")
+    ctx = _ctx(tmp_path, {"local_path": str(media_root / "jfk.flac")}, roots=str(media_root))
+    with pytest.raises(ForbiddenSource):
+        download.run(ctx)
+
+
+def test_local_file_gone_is_not_found(tmp_path: Path, media_root: Path) -> None:
+    ctx = _ctx(tmp_path, {"local_path": str(media_root / "gone.flac")}, roots=str(media_root))
+    with pytest.raises(SourceNotFound):
+        download.run(ctx)
+
+
+def test_direct_media_url_is_downloaded_with_yt_dlp(tmp_path: Path, media_server: MediaServer) -> None:
+    ctx = _ctx(tmp_path, {"url": media_server.url("jfk.flac")})
+    download.run(ctx)
+    assert ctx.source_file().read_bytes() == JFK_FLAC.read_bytes()
+
+
+def test_missing_url_is_not_found(tmp_path: Path, media_server: MediaServer) -> None:
+    with pytest.raises(SourceNotFound):
+        download.run(_ctx(tmp_path, {"url": media_server.url("nope.mp3")}))
+
+
+def test_page_without_media_fails_clearly(tmp_path: Path, media_server: MediaServer) -> None:
+    with pytest.raises(DownloadFailed) as info:
+        download.run(_ctx(tmp_path, {"url": media_server.url("page.html")}))
+    assert info.value.code == "download_failed"
+
+
+def test_non_http_url_is_refused_even_in_the_worker(tmp_path: Path) -> None:
+    with pytest.raises(ForbiddenSource):
+        download.run(_ctx(tmp_path, {"url": "file:///etc/passwd"}))

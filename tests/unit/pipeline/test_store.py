@@ -1,0 +1,61 @@
+"""audio_store writes results once, in one transaction, and cleans the work directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from audiojobs.config import Settings
+from audiojobs.db import session_scope
+from audiojobs.jobs import service
+from audiojobs.jobs.models import Analysis, Job, Transcript, TranscriptChunk
+from audiojobs.jobs.states import Stage
+from audiojobs.pipeline import store
+from audiojobs.pipeline.context import ANALYSIS_NAME, CHUNKS_NAME, TRANSCRIPT_NAME, StageContext
+
+TRANSCRIPT = {"language": "en", "duration": 11.0, "model": "tiny.en", "text": "Ask not.",
+              "segments": [{"id": 0, "start": 0.0, "end": 11.0, "text": " Ask not."}]}
+
+
+def _prepared(db_url: str, tmp_path: Path) -> StageContext:
+    settings = Settings.from_env({"DATABASE_URL": db_url, "AUDIO_WORK_DIR": str(tmp_path / "work")})
+    with session_scope(db_url) as s:
+        job_id = service.create_job(s, owner_user_id="1", payload={"local_path": "/m/a.flac"}, queue="audio_cpu",
+                                    max_retries=3, request_id=None).id
+        run = service.begin_stage(s, job_id, Stage.STORE, worker_id="w", lease_seconds=60)
+        assert run is not None
+        run_id = run.id
+    ctx = StageContext(job_id=job_id, payload={}, settings=settings, run_id=run_id, worker_id="w")
+    ctx.write_json(TRANSCRIPT_NAME, TRANSCRIPT)
+    ctx.write_json(CHUNKS_NAME, [{"index": 0, "text": "Ask not.", "start": 0.0, "end": 11.0}])
+    ctx.write_json(ANALYSIS_NAME, {"provider": "local", "model": None, "summary": "Ask not.", "key_phrases": ["ask"]})
+    return ctx
+
+
+def _counts(db_url: str, job_id: int) -> tuple[int, int, int]:
+    with session_scope(db_url) as s:
+        return tuple(s.scalar(sa.select(sa.func.count()).select_from(m).where(m.job_id == job_id))  # type: ignore
+                     for m in (Transcript, TranscriptChunk, Analysis))
+
+
+def test_store_completes_once_and_removes_work_dir(db_url: str, tmp_path: Path) -> None:
+    ctx = _prepared(db_url, tmp_path)
+    assert store.run(ctx) is True
+    assert _counts(db_url, ctx.job_id) == (1, 1, 1)
+    assert not ctx.job_dir.exists()
+    with session_scope(db_url) as s:
+        job = s.get(Job, ctx.job_id)
+        assert job is not None and job.status == "completed" and job.completed_at is not None
+        assert [r.status for r in job.stage_runs] == ["succeeded"]
+    # A re-delivered store finds the job final and writes nothing more.
+    assert store.run(ctx) is False
+    assert _counts(db_url, ctx.job_id) == (1, 1, 1)
+
+
+def test_store_replaces_partial_results_of_an_earlier_attempt(db_url: str, tmp_path: Path) -> None:
+    ctx = _prepared(db_url, tmp_path)
+    with session_scope(db_url) as s:  # an earlier attempt that died after writing, before committing its state
+        s.add(TranscriptChunk(job_id=ctx.job_id, chunk_index=5, text="stale", start_seconds=0, end_seconds=1))
+    assert store.run(ctx) is True
+    assert _counts(db_url, ctx.job_id) == (1, 1, 1)
