@@ -152,18 +152,39 @@ class WorkerProcess:
 
 
 class MediaServer:
-    """A loopback HTTP server for a directory of test media (stands in for a remote site)."""
+    """A loopback HTTP server for a directory of test media (stands in for a remote site).
 
-    def __init__(self, directory: Path) -> None:
+    ``fail_first={"name": n}`` answers the first ``n`` requests for ``/name`` with 503.
+    """
+
+    def __init__(self, directory: Path, fail_first: dict[str, int] | None = None) -> None:
         import functools
         import threading
         from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
-        class QuietHandler(SimpleHTTPRequestHandler):
+        failures = dict(fail_first or {})
+        lock = threading.Lock()
+        self.requests: list[str] = []
+
+        outer = self
+
+        class Handler(SimpleHTTPRequestHandler):
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002
                 pass
 
-        handler = functools.partial(QuietHandler, directory=str(directory))
+            def send_head(self):  # type: ignore[no-untyped-def]
+                name = self.path.lstrip("/").split("?", 1)[0]
+                with lock:
+                    outer.requests.append(name)
+                    failing = failures.get(name, 0) > 0
+                    if failing:
+                        failures[name] -= 1
+                if failing:
+                    self.send_error(503, "try later")
+                    return None
+                return super().send_head()
+
+        handler = functools.partial(Handler, directory=str(directory))
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)

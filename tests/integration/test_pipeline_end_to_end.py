@@ -94,10 +94,12 @@ def test_file_deleted_after_submit_fails_not_found(stack: Stack) -> None:
 
 
 @pytest.fixture(scope="module")
-def media_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MediaServer]:
+def media_site(bare_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MediaServer]:
+    """A fresh site for each database the module runs on."""
     site = tmp_path_factory.mktemp("site")
     shutil.copy(JFK_FLAC, site / "speech.flac")
-    server = MediaServer(site)
+    shutil.copy(JFK_FLAC, site / "flaky.flac")
+    server = MediaServer(site, fail_first={"flaky.flac": 1})
     yield server
     server.stop()
 
@@ -114,6 +116,18 @@ def test_url_job_downloads_with_yt_dlp(stack: Stack, media_site: MediaServer) ->
 def test_url_not_found_fails_with_not_found(stack: Stack, media_site: MediaServer) -> None:
     job = wait_for_job(stack.client, submit(stack, url=media_site.url("missing.mp3")))
     assert (job["status"], job["error_code"], job["stage"]) == ("failed", "not_found", "audio_download")
+
+
+def test_transient_download_error_is_retried_then_completes(stack: Stack, media_site: MediaServer) -> None:
+    # The first requests get 503: a transient error, retried with backoff by the same chain.
+    job = wait_for_job(stack.client, submit(stack, url=media_site.url("flaky.flac")), timeout=120)
+    assert job["status"] == "completed", job
+    assert job["retry_count"] >= 1
+    downloads = [s for s in job["stages"] if s["stage"] == "audio_download"]
+    assert job["retry_count"] == len(downloads) - 1
+    assert all(s["status"] == "retrying" and s["error_code"] == "transient_error" for s in downloads[:-1])
+    assert downloads[-1]["status"] == "succeeded"
+    assert [s["stage"] for s in job["stages"]][-5:] == STAGES[1:]
 
 
 def test_admin_views_count_jobs_not_stages(stack: Stack) -> None:
