@@ -102,7 +102,9 @@ def worker_cmd(settings: Settings, concurrency: int | None = None, hostname: str
 def api_cmd(settings: Settings) -> list[str]:
     return python_cmd("-m", "gunicorn", "audiojobs.wsgi:app", "--bind", f"{settings.api_host}:{settings.api_port}",
                       "--workers", str(settings.api_workers), "--timeout", "60", "--graceful-timeout", "10",
-                      "--access-logfile", "-", "--log-level", settings.log_level)
+                      "--access-logfile", "-", "--log-level", settings.log_level,
+                      # gunicorn's control socket defaults to one path per user: two APIs would clash.
+                      "--no-control-socket")
 
 
 def beat_cmd(settings: Settings) -> list[str]:

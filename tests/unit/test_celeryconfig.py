@@ -1,0 +1,44 @@
+"""Queues, routes and reliability settings the workers and the API share."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+import celeryconfig
+from audiojobs.config import Settings
+from audiojobs.pipeline.flow import pipeline_for
+
+
+def _conf(**env: str) -> dict:
+    return celeryconfig.build(Settings.from_env({"REDIS_URL": "redis://127.0.0.1:1/0", **env}))
+
+
+def test_reliability_settings() -> None:
+    conf = _conf()
+    assert conf["task_acks_late"] and conf["task_reject_on_worker_lost"]
+    assert conf["worker_prefetch_multiplier"] == 1
+    limits = [a["time_limit"] for a in conf["task_annotations"].values()]
+    assert conf["broker_transport_options"]["visibility_timeout"] > max(limits)
+    assert conf["result_backend"] is None and conf["task_ignore_result"]
+
+
+def test_transcribe_is_routed_to_its_own_queue_and_the_rest_to_cpu() -> None:
+    app = Celery("route-test", set_as_current=False)
+    app.conf.update(_conf(AUDIO_TRANSCRIBE_QUEUE="gpu_pool"))
+    router = app.amqp.router
+    for stage in celeryconfig.STAGE_TASKS:
+        expected = "gpu_pool" if stage == "audiojobs.audio_transcribe" else "audio_cpu"
+        assert router.route({}, stage)["queue"].name == expected, stage
+
+
+def test_chain_has_the_six_stages_in_order_each_taking_only_the_job_id() -> None:
+    app = Celery("chain-test", set_as_current=False)
+    app.conf.update(_conf())
+    chain = pipeline_for(app, 42)
+    assert [t.task for t in chain.tasks] == list(celeryconfig.STAGE_TASKS)
+    assert all(t.args == (42,) and t.immutable for t in chain.tasks)
+
+
+def test_cpu_only_deployment_may_route_transcription_to_the_cpu_queue() -> None:
+    conf = _conf(AUDIO_TRANSCRIBE_QUEUE="audio_cpu")
+    assert [q.name for q in conf["task_queues"]] == ["audio_cpu"]
