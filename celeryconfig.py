@@ -13,6 +13,7 @@ from kombu import Exchange, Queue
 
 from audiojobs.config import Settings
 
+CONTROL_TASKS = ("audiojobs.reap", "audiojobs.sweep_work_dirs")
 STAGE_TASKS = (
     "audiojobs.audio_download",
     "audiojobs.audio_convert",
@@ -24,9 +25,10 @@ STAGE_TASKS = (
 
 
 def build(settings: Settings) -> dict[str, Any]:
-    cpu, gpu = settings.cpu_queue, settings.transcribe_queue
+    cpu, gpu, control = settings.cpu_queue, settings.transcribe_queue, settings.control_queue
     redis_url = settings.redis_url
-    queues = [Queue(name, Exchange(name, type="direct"), routing_key=name) for name in dict.fromkeys([cpu, gpu])]
+    queues = [Queue(name, Exchange(name, type="direct"), routing_key=name)
+              for name in dict.fromkeys([control, cpu, gpu])]
     return {
         "broker_url": redis_url,
         "result_backend": None,
@@ -38,14 +40,24 @@ def build(settings: Settings) -> dict[str, Any]:
         "task_default_routing_key": cpu,
         "task_routes": {
             "audiojobs.audio_transcribe": {"queue": gpu, "exchange": gpu, "routing_key": gpu},
+            "audiojobs.reap": {"queue": control, "exchange": control, "routing_key": control},
+            "audiojobs.sweep_work_dirs": {"queue": control, "exchange": control, "routing_key": control},
             "audiojobs.*": {"queue": cpu, "exchange": cpu, "routing_key": cpu},
         },
         # Reliability: a task is acknowledged only after it ran, and re-delivered if its worker
         # dies; a worker takes one task at a time so no task waits behind a long transcription.
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
+        # A task that fails outside its stage (say, the next message could not be published) stays
+        # unacknowledged: the broker re-delivers it after the visibility timeout, as a last resort.
+        "task_acks_on_failure_or_timeout": False,
         "worker_prefetch_multiplier": 1,
-        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # A Redis blip must not kill a 20-minute transcription; fencing makes a re-delivery harmless.
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+        # SIGTERM (see local_stack.worker_env: REMAP_SIGTERM=SIGQUIT) gives running stages this long
+        # to finish before the worker hands them back to the broker.
+        "worker_soft_shutdown_timeout": float(settings.soft_shutdown_seconds),
+        "worker_enable_soft_shutdown_on_idle": False,
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {
             # Must exceed the longest task time limit, or Redis re-delivers a task still running.
@@ -68,7 +80,10 @@ def build(settings: Settings) -> dict[str, Any]:
         "timezone": "UTC",
         "enable_utc": True,
         "beat_schedule": {
-            "sweep-work-dirs": {"task": "audiojobs.sweep_work_dirs", "schedule": 900.0},
+            "reap": {"task": "audiojobs.reap", "schedule": float(settings.reaper_interval),
+                     "options": {"expires": float(settings.reaper_interval)}},
+            "sweep-work-dirs": {"task": "audiojobs.sweep_work_dirs", "schedule": 900.0,
+                                "options": {"expires": 900.0}},
         },
         "worker_hijack_root_logger": False,
     }

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from typing import Any
 
 from celery import Celery, Task
@@ -48,10 +46,6 @@ def app_settings() -> Settings:
     """The settings the Celery app was initialised with (a worker: its environment)."""
     settings = celery.conf.get("audiojobs_settings")
     return settings if isinstance(settings, Settings) else get_settings()
-
-
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 @worker_process_init.connect

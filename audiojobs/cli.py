@@ -54,7 +54,7 @@ def up() -> None:
 @click.option("--workers", type=int, default=None, help="gunicorn processes (AUDIOJOBS_API_WORKERS).")
 def api(host: str | None, port: int | None, workers: int | None) -> None:
     """Serve the HTTP API with gunicorn; with AUDIO_JOBS_WORKER_ENABLED=true, also a worker."""
-    from audiojobs.local_stack import Supervisor, api_cmd, worker_cmd
+    from audiojobs.local_stack import WORKER_ENV, Supervisor, api_cmd, worker_cmd
 
     settings, env = _with_redis(_settings())
     settings = dataclasses.replace(settings, api_host=host or settings.api_host,
@@ -64,7 +64,7 @@ def api(host: str | None, port: int | None, workers: int | None) -> None:
         os.execve(sys.executable, api_cmd(settings), environ_with(env))
     sup = Supervisor()
     sup.install_signal_handlers()
-    sup.start("api-worker", worker_cmd(settings, hostname="audiojobs-api@%h"), environ_with(env))
+    sup.start("api-worker", worker_cmd(settings, hostname="audiojobs-api@%h"), environ_with({**env, **WORKER_ENV}))
     sup.start("api", api_cmd(settings), environ_with(env))
     sys.exit(sup.wait())
 
@@ -76,13 +76,13 @@ def api(host: str | None, port: int | None, workers: int | None) -> None:
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def worker(queues: str | None, concurrency: int | None, hostname: str, celery_args: tuple[str, ...]) -> None:
     """Run a Celery worker; extra arguments go to ``celery worker``."""
-    from audiojobs.local_stack import worker_cmd
+    from audiojobs.local_stack import WORKER_ENV, worker_cmd
 
     settings, env = _with_redis(_settings())
     cmd = worker_cmd(settings, concurrency=concurrency, hostname=hostname)
     if queues:
         cmd[cmd.index("-Q") + 1] = queues
-    os.execve(sys.executable, [*cmd, *celery_args], environ_with(env))
+    os.execve(sys.executable, [*cmd, *celery_args], environ_with({**env, **WORKER_ENV}))
 
 
 @main.command()

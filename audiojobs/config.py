@@ -90,11 +90,19 @@ _SPECS: tuple[tuple[str, str, Callable[[str, str], Any], str, str], ...] = (
     ("whisper_cpu_threads", "AUDIO_WHISPER_CPU_THREADS", _parse_int(0), "0", "threads per model; 0 = library default"),
     ("cpu_queue", "AUDIO_CPU_QUEUE", _parse_str, "audio_cpu", "queue of every stage but transcription"),
     ("transcribe_queue", "AUDIO_TRANSCRIBE_QUEUE", _parse_str, "audio_gpu", "queue of audio_transcribe"),
+    ("control_queue", "AUDIO_CONTROL_QUEUE", _parse_str, "audio_control", "queue of the reaper and sweeper"),
     ("worker_enabled", "AUDIO_JOBS_WORKER_ENABLED", _parse_bool, "false",
      "the API service also runs a worker for both queues (all-in-one)"),
     ("owner_strict", "AUDIO_JOBS_OWNER_STRICT", _parse_bool, "false", "owner-aware acquisition (see README)"),
     ("lease_seconds", "JOBS_LEASE_SECONDS", _parse_int(5), "120", "how long a running stage holds its job"),
-    ("max_retries", "AUDIO_JOBS_MAX_RETRIES", _parse_int(0), "3", "transient-error retries per job"),
+    ("max_retries", "AUDIO_JOBS_MAX_RETRIES", _parse_int(0), "3",
+     "retries per job (transient errors, lost workers) before it fails"),
+    ("reaper_interval", "AUDIO_REAPER_INTERVAL_SECONDS", _parse_int(1), "10",
+     "how often beat runs the reaper (expired leases, broker loss, due retries)"),
+    ("soft_shutdown_seconds", "AUDIO_WORKER_SOFT_SHUTDOWN_SECONDS", _parse_int(0), "30",
+     "on SIGTERM a worker lets running stages finish this long, then hands them back"),
+    ("idempotency_ttl", "AUDIO_IDEMPOTENCY_TTL_SECONDS", _parse_int(1), "86400",
+     "how long an Idempotency-Key returns the same job"),
     ("stage_time_limit", "AUDIO_STAGE_TIME_LIMIT", _parse_int(10), "900", "hard limit (s) of a CPU stage"),
     ("transcribe_time_limit", "AUDIO_TRANSCRIBE_TIME_LIMIT", _parse_int(10), "3600",
      "hard limit (s) of audio_transcribe"),
@@ -133,10 +141,14 @@ class Settings:
     whisper_cpu_threads: int
     cpu_queue: str
     transcribe_queue: str
+    control_queue: str
     worker_enabled: bool
     owner_strict: bool
     lease_seconds: int
     max_retries: int
+    reaper_interval: int
+    soft_shutdown_seconds: int
+    idempotency_ttl: int
     stage_time_limit: int
     transcribe_time_limit: int
     chunk_max_chars: int

@@ -24,6 +24,9 @@ from audiojobs.errors import ConfigError
 from audiojobs.local_secrets import api_key_path, flower_auth_path, read_or_create_secret
 
 STOP_GRACE_SECONDS = 15.0
+# Celery reads this in the worker: SIGTERM then starts the soft shutdown (running stages get
+# AUDIO_WORKER_SOFT_SHUTDOWN_SECONDS to finish, then go back to the broker) instead of waiting forever.
+WORKER_ENV = {"REMAP_SIGTERM": "SIGQUIT"}
 
 
 class Supervisor:
@@ -94,7 +97,7 @@ def celery_cmd(*args: str) -> list[str]:
 
 
 def worker_cmd(settings: Settings, concurrency: int | None = None, hostname: str = "audiojobs@%h") -> list[str]:
-    queues = ",".join(dict.fromkeys([settings.cpu_queue, settings.transcribe_queue]))
+    queues = ",".join(dict.fromkeys([settings.control_queue, settings.cpu_queue, settings.transcribe_queue]))
     return celery_cmd("worker", "-Q", queues, "-c", str(concurrency or settings.worker_concurrency),
                       "-n", hostname, "--loglevel", settings.log_level.upper())
 
@@ -180,7 +183,7 @@ def run_up(settings: Settings, repo_root: Path) -> int:
         settings = dataclasses.replace(settings, redis_url=redis_url, api_key=api_key, local_roots=roots)
         api = sup.start("api", python_cmd("-m", "audiojobs.cli", "api"), child_env)
         if not settings.worker_enabled:  # else the API service runs the worker itself
-            sup.start("worker", worker_cmd(settings, hostname="audiojobs-local@%h"), child_env)
+            sup.start("worker", worker_cmd(settings, hostname="audiojobs-local@%h"), {**child_env, **WORKER_ENV})
         sup.start("beat", beat_cmd(settings), child_env)
         sup.start("flower", flower_cmd(settings, flower_auth), child_env)
         base = f"http://{settings.api_host}:{settings.api_port}"

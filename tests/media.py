@@ -34,3 +34,9 @@ def video_without_audio(target: Path) -> Path:
 def corrupt_file(target: Path) -> Path:
     target.write_bytes(b"\x00\x01garbage, not audio" * 512)
     return target
+
+
+def jfk_repeated(target: Path, times: int) -> Path:
+    """jfk.flac played ``times`` times in a row (11 s each): long enough to catch a stage mid-way."""
+    ffmpeg("-stream_loop", str(times - 1), "-i", str(JFK_FLAC), "-c:a", "flac", str(target))
+    return target

@@ -16,6 +16,7 @@ import redis as redis_lib
 from psycopg2 import sql
 
 from audiojobs.embedded_redis import free_port, redis_server_binary
+from audiojobs.local_stack import WORKER_ENV
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(os.environ.get("AUDIOJOBS_FIXTURES_DIR", REPO_ROOT.parent / "shared" / "fixtures" / "audio"))
@@ -66,17 +67,15 @@ def _port_open(host: str, port: int) -> bool:
 class PostgresServer:
     """Where the tests' PostgreSQL databases live; each test module gets a fresh database."""
 
-    def __init__(self, tmp_dir: Path) -> None:
-        self.admin_url = os.environ.get("AUDIOJOBS_TEST_PG_URL", "")
+    def __init__(self, tmp_dir: Path, admin_url: str | None = None) -> None:
+        self.admin_url = admin_url or os.environ.get("AUDIOJOBS_TEST_PG_URL", "")
         self._pgserver = None
-        if not self.admin_url:
+        if not self.admin_url and os.environ.get("AUDIOJOBS_TEST_PG") != "pgserver":
             if _port_open("127.0.0.1", 5432):
                 self.admin_url = "postgresql://127.0.0.1:5432/test"
-            else:
-                import pgserver  # a PostgreSQL server in a wheel, for machines that have none
-
-                self._pgserver = pgserver.get_server(str(tmp_dir / "pgdata"), cleanup_mode="stop")
-                self.admin_url = self._pgserver.get_uri()
+        if not self.admin_url:  # a PostgreSQL server from a wheel, for machines that have none
+            self._pgserver = PrivatePostgres(tmp_dir / "pgdata")
+            self.admin_url = self._pgserver.url
 
     def _admin(self):  # type: ignore[no-untyped-def]
         conn = psycopg2.connect(self.admin_url.replace("postgresql+psycopg2://", "postgresql://"))
@@ -117,14 +116,18 @@ def _with_database(url: str, name: str) -> str:
 class WorkerProcess:
     """A real ``celery worker`` subprocess of audiojobs, with its log kept for failures."""
 
-    def __init__(self, env: Mapping[str, str], log_path: Path, queues: str = "audio_cpu,audio_gpu",
-                 concurrency: int = 1, name: str | None = None) -> None:
+    def __init__(self, env: Mapping[str, str], log_path: Path, queues: str = "audio_control,audio_cpu,audio_gpu",
+                 concurrency: int = 1, name: str | None = None, app: str | None = None) -> None:
         self.log_path = log_path
         self.name = name or f"test-{secrets.token_hex(3)}@%h"
-        cmd = [sys.executable, "-m", "celery", "-A", "audiojobs.worker", "worker", "-Q", queues, "-c",
-               str(concurrency), "-n", self.name, "--loglevel", "INFO", "--without-mingle", "--without-gossip"]
+        # As an operator starts one: `audiojobs worker` (extra arguments go to celery worker).
+        cmd = [sys.executable, "-m", "audiojobs.cli", "worker", "-Q", queues, "-c", str(concurrency),
+               "-n", self.name, "--without-mingle", "--without-gossip"]
+        if app is not None:  # a test app wrapping audiojobs.worker (e.g. one whose stage crashes)
+            cmd = [sys.executable, "-m", "celery", "-A", app, "worker", "-Q", queues, "-c", str(concurrency),
+                   "-n", self.name, "--loglevel", "INFO", "--without-mingle", "--without-gossip"]
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(cmd, env=dict(env), stdout=self._log, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen(cmd, env={**env, **WORKER_ENV}, stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
 
     def wait_ready(self, timeout: float = 60) -> None:
@@ -196,3 +199,49 @@ class MediaServer:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class BeatProcess:
+    """A real ``audiojobs beat`` (runs the reaper every AUDIO_REAPER_INTERVAL_SECONDS)."""
+
+    def __init__(self, env: Mapping[str, str], log_path: Path) -> None:
+        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen([sys.executable, "-m", "audiojobs.cli", "beat"], env=dict(env), stdout=self._log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, 15)
+            self.proc.wait(timeout=20)
+        self._log.close()
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of one test's own (from the pgserver wheel), that it may stop and start."""
+
+    def __init__(self, data_dir: Path) -> None:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR
+            import pgserver
+        self._pgserver = pgserver
+        self.server = pgserver.get_server(str(data_dir), cleanup_mode="stop")
+        self.data_dir = data_dir
+        self.url = _with_database(self.server.get_uri(), "postgres")
+        info = self.server.get_postmaster_info()
+        self._socket_dir = str(info.socket_dir)
+
+    def stop(self) -> None:
+        from pgserver._commands import pg_ctl
+
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=self.server.system_user, timeout=30)
+
+    def start(self) -> None:
+        from pgserver._commands import pg_ctl
+
+        pg_ctl(["-w", "-o", '-h ""', "-o", f"-k {self._socket_dir}", "-l", str(self.data_dir / "log"), "start"],
+               pgdata=self.data_dir, user=self.server.system_user, timeout=30)
+
+    def cleanup(self) -> None:
+        self.server.cleanup()

@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 import sqlalchemy as sa
+import sqlalchemy.exc
 from flask import Blueprint, current_app, g, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
 from kombu.exceptions import OperationalError as BrokerError
 
 from audiojobs.api.auth import admin_required, current_settings, login_required
-from audiojobs.api.schemas import parse_admin_list, parse_job_id, parse_json_object, validate_submit
+from audiojobs.api.schemas import (
+    parse_admin_list,
+    parse_idempotency_key,
+    parse_job_id,
+    parse_json_object,
+    validate_submit,
+)
 from audiojobs.api.serializers import job_summary, job_to_dict, result_to_dict, stage_run_to_dict
 from audiojobs.db import session_scope
 from audiojobs.errors import Conflict, ServiceUnavailable
 from audiojobs.jobs import service
-from audiojobs.jobs.models import Analysis, Transcript, TranscriptChunk
-from audiojobs.jobs.states import JobStatus
+from audiojobs.jobs.models import Analysis, Job, Transcript, TranscriptChunk
+from audiojobs.jobs.states import JobStatus, Stage
 from audiojobs.pipeline import flow
+from audiojobs.pipeline.context import remove_job_dir
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +42,33 @@ def _db_url() -> str:
 def submit() -> ResponseReturnValue:
     settings = current_settings()
     payload = validate_submit(parse_json_object(request.get_data(cache=False)), settings)
-    with session_scope(settings.effective_database_url) as session:
-        job = service.create_job(session, owner_user_id=g.principal.user_id, payload=payload,
-                                 queue=settings.cpu_queue, max_retries=settings.max_retries,
-                                 request_id=g.request_id)
-    # The row is committed: only now may a worker see the job.
+    key = parse_idempotency_key(request.headers.get("Idempotency-Key"))
+    owner = g.principal.user_id
     try:
-        flow.enqueue(current_app.extensions["celery"], job.id)
+        with session_scope(settings.effective_database_url) as session:
+            existing = None
+            if key is not None:
+                existing = service.find_idempotent_job(session, owner_user_id=owner, key=key, payload=payload,
+                                                       ttl=dt.timedelta(seconds=settings.idempotency_ttl))
+            if existing is not None:
+                return _accepted(existing, replayed=True)
+            job = service.create_job(session, owner_user_id=owner, payload=payload, queue=settings.cpu_queue,
+                                     max_retries=settings.max_retries, request_id=g.request_id)
+            if key is not None:
+                service.remember_idempotency_key(session, owner_user_id=owner, key=key, payload=payload,
+                                                 job_id=job.id)
+    except sa.exc.IntegrityError:
+        # A concurrent submit with the same key won the race: answer with its job.
+        with session_scope(settings.effective_database_url) as session:
+            existing = service.find_idempotent_job(session, owner_user_id=owner, key=key or "", payload=payload,
+                                                   ttl=dt.timedelta(seconds=settings.idempotency_ttl))
+            if existing is None:
+                raise
+            return _accepted(existing, replayed=True)
+    # The row is committed: only now may a worker see the job.
+    first = service.Dispatch(job.id, job.dispatch, Stage(job.stage))
+    try:
+        flow.publish(current_app.extensions["celery"], first)
     except (BrokerError, OSError) as exc:
         log.error("job %s could not be enqueued: %s", job.id, exc)
         with session_scope(settings.effective_database_url) as session:
@@ -47,9 +76,17 @@ def submit() -> ResponseReturnValue:
                              message="the job could not be queued: the broker is unavailable")
         raise ServiceUnavailable("the job queue is unavailable; try again shortly", code="broker_unavailable",
                                  headers={"Retry-After": "5"}) from None
-    log.info("job %s submitted by %s", job.id, g.principal.user_id)
-    location = url_for("audio_jobs.get_job", job_id=job.id)
-    return jsonify(job_summary(job)), 202, {"Location": location}
+    with session_scope(settings.effective_database_url) as session:
+        service.mark_published(session, first)
+    log.info("job %s submitted by %s", job.id, owner)
+    return _accepted(job)
+
+
+def _accepted(job: Job, replayed: bool = False) -> ResponseReturnValue:
+    headers = {"Location": url_for("audio_jobs.get_job", job_id=job.id)}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return jsonify(job_summary(job)), 202, headers
 
 
 @jobs.get("/jobs/<job_id>")
@@ -79,6 +116,32 @@ def get_result(job_id: str) -> ResponseReturnValue:
         analysis = session.scalar(sa.select(Analysis).where(Analysis.job_id == job.id))
         body = result_to_dict(job, transcript, chunks, analysis)
     return jsonify(body)
+
+
+@jobs.post("/jobs/<job_id>/cancel")
+@login_required
+def cancel(job_id: str) -> ResponseReturnValue:
+    """Cancel a queued or running job: a running stage stops within about a second."""
+    settings = current_settings()
+    with session_scope(settings.effective_database_url) as session:
+        job = service.cancel_job(session, parse_job_id(job_id), g.principal)
+        body = job_to_dict(job)
+    # Workers remove the work directory when they notice; on a shared disk we can do it now.
+    remove_job_dir(settings, job.id)
+    log.info("job %s cancelled by %s", job.id, g.principal.user_id)
+    return jsonify(body)
+
+
+@jobs.delete("/jobs/<job_id>")
+@login_required
+def delete(job_id: str) -> ResponseReturnValue:
+    """Remove a final job with its results and files."""
+    settings = current_settings()
+    numeric_id = parse_job_id(job_id)
+    with session_scope(settings.effective_database_url) as session:
+        service.delete_job(session, numeric_id, g.principal)
+    remove_job_dir(settings, numeric_id)
+    return "", 204
 
 
 @jobs.get("/jobs/admin/list")

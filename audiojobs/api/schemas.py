@@ -113,3 +113,13 @@ def parse_job_id(raw: str) -> int:
     if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
         raise ValidationError("job_id must be a positive integer", code="invalid_value", field="job_id")
     return int(raw)
+
+
+def parse_idempotency_key(raw: str | None) -> str | None:
+    """The ``Idempotency-Key`` header: 1-255 printable ASCII characters, or absent."""
+    if raw is None:
+        return None
+    if not 1 <= len(raw) <= 255 or not raw.isascii() or not raw.isprintable():
+        raise ValidationError("Idempotency-Key must be 1-255 printable ASCII characters",
+                              code="invalid_idempotency_key", field="Idempotency-Key")
+    return raw

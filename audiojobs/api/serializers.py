@@ -28,6 +28,7 @@ def job_to_dict(job: Job) -> dict[str, Any]:
         "payload": job.payload,
         "error_code": job.error_code,
         "error_message": job.error_message,
+        "attempt_errors": list(job.attempt_errors or []),
         "media_duration_seconds": job.media_duration_seconds,
         "leased_until": _iso(job.leased_until),
         "worker_id": job.worker_id,
@@ -36,6 +37,8 @@ def job_to_dict(job: Job) -> dict[str, Any]:
         "started_at": _iso(job.started_at),
         "updated_at": _iso(job.updated_at),
         "completed_at": _iso(job.completed_at),
+        "cancelled_at": _iso(job.cancelled_at),
+        "retry_at": _iso(job.dispatch_due_at) if job.status == "queued" and job.retry_count else None,
     }
 
 

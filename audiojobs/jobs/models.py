@@ -21,6 +21,8 @@ class Job(Base):
     __table_args__ = (
         sa.Index("ix_jobs_status_created", "status", "created_at"),
         sa.Index("ix_jobs_owner_status", "owner_user_id", "status"),
+        sa.Index("ix_jobs_dispatch_due", "dispatch_due_at"),
+        sa.Index("ix_jobs_leased_until", "leased_until"),
     )
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
@@ -42,6 +44,15 @@ class Job(Base):
     leased_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     worker_id: Mapped[str | None] = mapped_column(sa.String(255))
     request_id: Mapped[str | None] = mapped_column(sa.String(128))
+    # Fencing token: bumped each time a stage attempt starts; only the newest attempt may write.
+    fence: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0, server_default="0")
+    # Dispatch token: bumped each time the job is (re)sent to the broker; older messages are ignored.
+    dispatch: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=1, server_default="1")
+    # Outbox: when set, the job's current stage must be published at or after this time.
+    dispatch_due_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    attempt_errors: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, nullable=False, default=list,
+                                                                 server_default="[]")
+    cancelled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
@@ -68,6 +79,8 @@ class StageRun(Base):
     attempt: Mapped[int] = mapped_column(sa.Integer, nullable=False)
     status: Mapped[str] = mapped_column(sa.String(16), nullable=False)
     worker_id: Mapped[str | None] = mapped_column(sa.String(255))
+    fence: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0, server_default="0")
+    dispatch: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=1, server_default="1")
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     duration_seconds: Mapped[float | None] = mapped_column(sa.Float)
@@ -112,4 +125,18 @@ class Analysis(Base):
     model: Mapped[str | None] = mapped_column(sa.String(255))
     summary: Mapped[str] = mapped_column(sa.Text, nullable=False)
     key_phrases: Mapped[list[str]] = mapped_column(JSONType, nullable=False, default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+
+
+class IdempotencyKey(Base):
+    """An ``Idempotency-Key`` a user sent with a submit, and the job it made (kept 24 h)."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (sa.UniqueConstraint("owner_user_id", "key", name="uq_idempotency_owner_key"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    owner_user_id: Mapped[str] = mapped_column(sa.String(64), nullable=False)
+    key: Mapped[str] = mapped_column(sa.String(255), nullable=False)
+    body_hash: Mapped[str] = mapped_column(sa.String(64), nullable=False)
+    job_id: Mapped[int] = mapped_column(sa.ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)

@@ -1,12 +1,25 @@
-"""The only writer of Job rows: creation, stage transitions, failure, completion and queries.
+"""The only writer of Job rows: creation, stage attempts, leases, retries, cancellation, queries.
 
-Callers pass an open session and own the transaction; nothing here commits, so a caller can make
-a transition and its side effects (results, stage runs) land together or not at all.
+Callers pass an open session and own the transaction; nothing here commits, so a transition and
+its side effects (results, stage runs) land together or not at all.
+
+Three tokens keep a job's history single even though the broker delivers at least once:
+
+- ``dispatch``: bumped whenever the job is (re)sent to the broker. Every message carries the
+  dispatch it was sent under; a message from an older dispatch is ignored.
+- ``fence``: bumped whenever a stage attempt starts. Every write an attempt makes (heartbeat,
+  stage end, results) names its fence; a stale attempt's writes change nothing.
+- ``leased_until``/``worker_id``: the running attempt's lease, renewed by its heartbeat. While it
+  is live nobody else starts the stage; once it has expired the reaper hands the job on.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import enum
+import hashlib
+import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,14 +27,27 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from audiojobs.db import utcnow
-from audiojobs.errors import NotFound
-from audiojobs.jobs.models import Job, StageRun
-from audiojobs.jobs.states import JobStatus, Stage, StageRunStatus, check_transition
+from audiojobs.errors import Conflict, NotFound
+from audiojobs.jobs.models import IdempotencyKey, Job, StageRun
+from audiojobs.jobs.states import (
+    FINAL_STATUSES,
+    PIPELINE,
+    JobStatus,
+    Stage,
+    StageRunStatus,
+    check_transition,
+    next_stage,
+)
 
 JOB_DOMAIN = "audio"
 JOB_TYPE = "audio_pipeline"
 # Error messages are shown to users; keep them readable, not log dumps.
 MAX_ERROR_MESSAGE = 2000
+# How many of its attempts' errors a job keeps.
+MAX_ATTEMPT_ERRORS = 10
+# A dispatch due this long ago was not published by whoever made it due (it died): the reaper does.
+DISPATCH_GRACE = dt.timedelta(seconds=2)
+ACTIVE_STATUSES = (JobStatus.QUEUED.value, JobStatus.PROCESSING.value)
 
 
 @dataclass(frozen=True)
@@ -32,14 +58,40 @@ class Principal:
     is_admin: bool
 
 
-def create_job(session: Session, *, owner_user_id: str, payload: dict[str, Any], queue: str,
-               max_retries: int, request_id: str | None, priority: int = 0) -> Job:
-    job = Job(domain=JOB_DOMAIN, job_type=JOB_TYPE, queue=queue, status=JobStatus.QUEUED.value,
-              owner_user_id=owner_user_id, payload=payload, max_retries=max_retries,
-              request_id=request_id, priority=priority)
-    session.add(job)
-    session.flush()
-    return job
+class Decision(enum.Enum):
+    START = "start"  # run the stage now
+    SKIP_DONE = "skip_done"  # the stage already succeeded: let the chain go on
+    IGNORE = "ignore"  # not ours to run (stale message, final job, live lease elsewhere)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One running attempt of one stage: what its writes must name."""
+
+    job_id: int
+    stage: Stage
+    run_id: int
+    attempt: int
+    fence: int
+    dispatch: int
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StageDecision:
+    decision: Decision
+    reason: str
+    attempt: Attempt | None = None
+    job_status: str | None = None
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """A message to publish: the job's stages from ``stage`` on, under token ``dispatch``."""
+
+    job_id: int
+    dispatch: int
+    stage: Stage
 
 
 def _lock_job(session: Session, job_id: int) -> Job | None:
@@ -53,28 +105,6 @@ def _set_status(job: Job, status: JobStatus) -> None:
     job.updated_at = utcnow()
 
 
-def begin_stage(session: Session, job_id: int, stage: Stage, *, worker_id: str,
-                lease_seconds: int) -> StageRun | None:
-    """Mark ``stage`` as running on ``worker_id``; None when the job is gone or already final."""
-    job = _lock_job(session, job_id)
-    if job is None or job.status_enum.is_final:
-        return None
-    now = utcnow()
-    _set_status(job, JobStatus.PROCESSING)
-    job.stage = stage.value
-    job.started_at = job.started_at or now
-    job.worker_id = worker_id
-    job.leased_until = now + dt.timedelta(seconds=lease_seconds)
-    previous = session.scalar(
-        sa.select(sa.func.count()).select_from(StageRun).where(StageRun.job_id == job_id, StageRun.stage == stage.value)
-    ) or 0
-    run = StageRun(job_id=job_id, stage=stage.value, attempt=previous + 1, status=StageRunStatus.RUNNING.value,
-                   worker_id=worker_id, started_at=now)
-    session.add(run)
-    session.flush()
-    return run
-
-
 def _close_run(run: StageRun, status: StageRunStatus, code: str | None = None, message: str | None = None) -> None:
     now = utcnow()
     run.status = status.value
@@ -84,67 +114,323 @@ def _close_run(run: StageRun, status: StageRunStatus, code: str | None = None, m
     run.error_message = message[:MAX_ERROR_MESSAGE] if message else None
 
 
-def finish_stage(session: Session, run_id: int, *, skipped: bool = False) -> None:
-    """Close a stage run that did its work (or had nothing to do); the job stays processing."""
-    run = session.get(StageRun, run_id)
-    if run is None:
-        return
-    _close_run(run, StageRunStatus.SKIPPED if skipped else StageRunStatus.SUCCEEDED)
-    job = session.get(Job, run.job_id)
-    if job is not None and not job.status_enum.is_final:
-        job.leased_until = None
-        job.updated_at = utcnow()
+def _note_error(job: Job, stage: str | None, code: str, message: str) -> None:
+    errors = list(job.attempt_errors or [])
+    errors.append({"at": utcnow().isoformat().replace("+00:00", "Z"), "stage": stage, "code": code,
+                   "message": message[:500]})
+    job.attempt_errors = errors[-MAX_ATTEMPT_ERRORS:]
 
 
-def fail_job(session: Session, job_id: int, *, code: str, message: str, run_id: int | None = None) -> Job | None:
-    """End the job ``failed`` with ``code``; a job already final is left as it is."""
-    if run_id is not None:
-        run = session.get(StageRun, run_id)
-        if run is not None and run.finished_at is None:
-            _close_run(run, StageRunStatus.FAILED, code, message)
-    job = _lock_job(session, job_id)
-    if job is None or job.status_enum.is_final:
-        return job
-    _set_status(job, JobStatus.FAILED)
+def _open_runs(session: Session, job_id: int) -> list[StageRun]:
+    return list(session.scalars(
+        sa.select(StageRun).where(StageRun.job_id == job_id, StageRun.finished_at.is_(None)).order_by(StageRun.id)
+    ))
+
+
+def _end(job: Job, status: JobStatus, code: str | None, message: str | None) -> None:
+    _set_status(job, status)
+    now = utcnow()
     job.error_code = code
-    job.error_message = message[:MAX_ERROR_MESSAGE]
-    job.completed_at = utcnow()
+    job.error_message = message[:MAX_ERROR_MESSAGE] if message else None
+    job.completed_at = now
     job.leased_until = None
+    job.dispatch_due_at = None
+
+
+# --- Creation ----------------------------------------------------------------------------------
+def create_job(session: Session, *, owner_user_id: str, payload: dict[str, Any], queue: str,
+               max_retries: int, request_id: str | None, priority: int = 0) -> Job:
+    """A queued job whose first dispatch is due now; the caller publishes it after committing."""
+    job = Job(domain=JOB_DOMAIN, job_type=JOB_TYPE, queue=queue, status=JobStatus.QUEUED.value,
+              stage=PIPELINE[0].value, owner_user_id=owner_user_id, payload=payload, max_retries=max_retries,
+              request_id=request_id, priority=priority, fence=0, dispatch=1, dispatch_due_at=utcnow(),
+              attempt_errors=[])
+    session.add(job)
+    session.flush()
     return job
 
 
-def record_retry(session: Session, job_id: int, *, run_id: int, code: str, message: str) -> Job | None:
-    """A stage hit a transient error and will run again: count it and hand the job back to the queue."""
-    run = session.get(StageRun, run_id)
-    if run is not None and run.finished_at is None:
-        _close_run(run, StageRunStatus.RETRYING, code, message)
+def payload_hash(payload: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def find_idempotent_job(session: Session, *, owner_user_id: str, key: str, payload: dict[str, Any],
+                        ttl: dt.timedelta) -> Job | None:
+    """The job an earlier submit with this key made (within ``ttl``); Conflict if its body differed."""
+    row = session.scalar(sa.select(IdempotencyKey).where(IdempotencyKey.owner_user_id == owner_user_id,
+                                                         IdempotencyKey.key == key))
+    if row is None:
+        return None
+    if row.created_at < utcnow() - ttl:
+        session.delete(row)
+        session.flush()
+        return None
+    if row.body_hash != payload_hash(payload):
+        raise Conflict("this Idempotency-Key was already used with a different request body",
+                       code="idempotency_key_reused", field="Idempotency-Key")
+    return session.get(Job, row.job_id)
+
+
+def remember_idempotency_key(session: Session, *, owner_user_id: str, key: str, payload: dict[str, Any],
+                             job_id: int) -> None:
+    session.add(IdempotencyKey(owner_user_id=owner_user_id, key=key, body_hash=payload_hash(payload), job_id=job_id))
+    session.flush()
+
+
+# --- Stage attempts ----------------------------------------------------------------------------
+def begin_stage(session: Session, job_id: int, stage: Stage, *, dispatch: int, worker_id: str, lease_seconds: int,
+                holder_is_dead: Callable[[str], bool]) -> StageDecision:
+    """Decide what a delivered stage message does, and start an attempt when it should run."""
     job = _lock_job(session, job_id)
-    if job is None or job.status_enum.is_final:
-        return job
-    _set_status(job, JobStatus.QUEUED)
+    if job is None:
+        return StageDecision(Decision.IGNORE, "job is gone")
+    if job.status_enum.is_final:
+        return StageDecision(Decision.IGNORE, f"job is {job.status}", job_status=job.status)
+    if dispatch != job.dispatch:
+        return StageDecision(Decision.IGNORE, f"stale dispatch {dispatch} (job is at {job.dispatch})")
+    current = PIPELINE.index(Stage(job.stage)) if job.stage else 0
+    wanted = PIPELINE.index(stage)
+    if wanted < current:
+        return StageDecision(Decision.SKIP_DONE, f"{stage.value} already done")
+    if wanted > current:
+        return StageDecision(Decision.IGNORE, f"{stage.value} is ahead of the job ({job.stage})")
+    now = utcnow()
+    if (job.leased_until is not None and job.leased_until > now and job.worker_id
+            and job.worker_id != worker_id and not holder_is_dead(job.worker_id)):
+        return StageDecision(Decision.IGNORE, f"leased by {job.worker_id} until {job.leased_until.isoformat()}")
+    dangling = _open_runs(session, job_id)
+    if dangling:  # an earlier attempt never finished: its worker died. That costs a retry.
+        for run in dangling:
+            _close_run(run, StageRunStatus.LOST, "worker_lost", f"worker {run.worker_id} stopped during the stage")
+        job.retry_count += 1
+        _note_error(job, stage.value, "worker_lost", f"worker {dangling[-1].worker_id} stopped during {stage.value}")
+        if job.retry_count > job.max_retries:
+            _end(job, JobStatus.FAILED, "lease_expired",
+                 f"{stage.value} lost its worker {job.retry_count} times; giving up")
+            return StageDecision(Decision.IGNORE, "retries exhausted", job_status=job.status)
+    _set_status(job, JobStatus.PROCESSING)
+    job.fence += 1
+    job.stage = stage.value
+    job.started_at = job.started_at or now
+    job.worker_id = worker_id
+    job.leased_until = now + dt.timedelta(seconds=lease_seconds)
+    job.dispatch_due_at = None
+    previous = session.scalar(
+        sa.select(sa.func.count()).select_from(StageRun).where(StageRun.job_id == job_id, StageRun.stage == stage.value)
+    ) or 0
+    run = StageRun(job_id=job_id, stage=stage.value, attempt=previous + 1, status=StageRunStatus.RUNNING.value,
+                   worker_id=worker_id, started_at=now, fence=job.fence, dispatch=dispatch)
+    session.add(run)
+    session.flush()
+    attempt = Attempt(job_id=job_id, stage=stage, run_id=run.id, attempt=run.attempt, fence=job.fence,
+                      dispatch=dispatch, payload=dict(job.payload))
+    return StageDecision(Decision.START, "started", attempt=attempt)
+
+
+def _own_job(session: Session, attempt: Attempt) -> Job | None:
+    """The job, locked, if ``attempt`` still holds it (newest fence, still processing)."""
+    job = _lock_job(session, attempt.job_id)
+    if job is None or job.fence != attempt.fence or job.status != JobStatus.PROCESSING.value:
+        return None
+    return job
+
+
+def _close_own_run(session: Session, attempt: Attempt, status: StageRunStatus, code: str | None = None,
+                   message: str | None = None) -> None:
+    run = session.get(StageRun, attempt.run_id)
+    if run is not None and run.finished_at is None:
+        _close_run(run, status, code, message)
+
+
+def renew_lease(session: Session, attempt: Attempt, lease_seconds: int) -> str | None:
+    """Heartbeat: extend the lease. None while the attempt holds the job; else why it does not."""
+    now = utcnow()
+    result = session.execute(
+        sa.update(Job)
+        .where(Job.id == attempt.job_id, Job.fence == attempt.fence, Job.status == JobStatus.PROCESSING.value)
+        .values(leased_until=now + dt.timedelta(seconds=lease_seconds))
+    )
+    if getattr(result, "rowcount", 0) == 1:
+        return None
+    return attempt_lost_reason(session, attempt)
+
+
+def attempt_lost_reason(session: Session, attempt: Attempt) -> str | None:
+    """Why ``attempt`` no longer holds its job (``cancelled``, ``failed`` …, ``taken_over``), or None."""
+    row = session.execute(sa.select(Job.status, Job.fence).where(Job.id == attempt.job_id)).one_or_none()
+    if row is None:
+        return "deleted"
+    status, fence = row
+    if status in {s.value for s in FINAL_STATUSES}:
+        return str(status)
+    if fence != attempt.fence or status != JobStatus.PROCESSING.value:
+        return "taken_over"
+    return None
+
+
+def finish_stage(session: Session, attempt: Attempt, *, skipped: bool = False) -> bool:
+    """Close the attempt's run and move the job to its next stage; False if the attempt is stale."""
+    job = _own_job(session, attempt)
+    if job is None:
+        _close_own_run(session, attempt, StageRunStatus.STALE, "stale_attempt", "the job moved on without it")
+        return False
+    _close_own_run(session, attempt, StageRunStatus.SKIPPED if skipped else StageRunStatus.SUCCEEDED)
+    following = next_stage(attempt.stage)
+    if following is not None:
+        job.stage = following.value
+    job.leased_until = None
+    job.updated_at = utcnow()
+    return True
+
+
+def fail_job(session: Session, job_id: int, *, code: str, message: str, attempt: Attempt | None = None) -> bool:
+    """End the job ``failed`` with ``code``. False (nothing changed) if it is final or ``attempt`` is stale."""
+    if attempt is not None:
+        job = _own_job(session, attempt)
+        _close_own_run(session, attempt, StageRunStatus.FAILED if job else StageRunStatus.STALE, code, message)
+    else:
+        job = _lock_job(session, job_id)
+        if job is not None and job.status_enum.is_final:
+            job = None
+    if job is None:
+        return False
+    _note_error(job, job.stage, code, message)
+    _end(job, JobStatus.FAILED, code, message)
+    return True
+
+
+def retry_later(session: Session, attempt: Attempt, *, code: str, message: str, delay_seconds: float) -> str:
+    """A transient error: ``retrying`` (the job waits ``delay_seconds`` for a new dispatch),
+    ``failed`` (retries used up) or ``stale``."""
+    job = _own_job(session, attempt)
+    if job is None:
+        _close_own_run(session, attempt, StageRunStatus.STALE, code, message)
+        return "stale"
+    _close_own_run(session, attempt, StageRunStatus.RETRYING, code, message)
     job.retry_count += 1
+    _note_error(job, attempt.stage.value, code, message)
+    if job.retry_count > job.max_retries:
+        _end(job, JobStatus.FAILED, code, f"{message} (gave up after {job.max_retries} retries)")
+        return "failed"
+    _set_status(job, JobStatus.QUEUED)
     job.error_code = code
     job.error_message = message[:MAX_ERROR_MESSAGE]
     job.leased_until = None
     job.worker_id = None
-    return job
+    job.dispatch += 1
+    job.dispatch_due_at = utcnow() + dt.timedelta(seconds=delay_seconds)
+    return "retrying"
 
 
 def complete_job(session: Session, job: Job) -> None:
-    _set_status(job, JobStatus.COMPLETED)
-    job.error_code = None
-    job.error_message = None
-    job.completed_at = utcnow()
-    job.leased_until = None
+    _end(job, JobStatus.COMPLETED, None, None)
 
 
-def set_media_duration(session: Session, job_id: int, seconds: float) -> None:
-    job = session.get(Job, job_id)
-    if job is not None:
-        job.media_duration_seconds = seconds
+def set_media_duration(session: Session, attempt: Attempt, seconds: float) -> bool:
+    job = _own_job(session, attempt)
+    if job is None:
+        return False
+    job.media_duration_seconds = seconds
+    return True
 
 
-# --- Queries ---------------------------------------------------------------------------------
+def own_job_for_store(session: Session, attempt: Attempt) -> Job | None:
+    """The locked job if ``attempt`` may write its results (see pipeline/store.py)."""
+    return _own_job(session, attempt)
+
+
+def close_stopped_run(session: Session, attempt: Attempt, reason: str) -> None:
+    """The attempt noticed it no longer holds the job (cancelled, failed, taken over): close its run."""
+    status = StageRunStatus.CANCELLED if reason == "cancelled" else StageRunStatus.STALE
+    _close_own_run(session, attempt, status, reason, f"stopped: job {reason}")
+
+
+# --- Cancellation and deletion ----------------------------------------------------------------
+def cancel_job(session: Session, job_id: int, principal: Principal) -> Job:
+    get_job_for(session, job_id, principal)
+    job = _lock_job(session, job_id)
+    if job is None:
+        raise NotFound(f"job {job_id} not found")
+    if job.status_enum.is_final:
+        raise Conflict(f"job {job_id} is already {job.status}", code="job_final")
+    for run in _open_runs(session, job_id):
+        _close_run(run, StageRunStatus.CANCELLED, "cancelled", "cancelled while running")
+    _end(job, JobStatus.CANCELLED, "cancelled", f"cancelled by user {principal.user_id}")
+    job.cancelled_at = job.completed_at
+    return job
+
+
+def delete_job(session: Session, job_id: int, principal: Principal) -> None:
+    job = get_job_for(session, job_id, principal)
+    if not job.status_enum.is_final:
+        raise Conflict(f"job {job_id} is {job.status}; cancel it before deleting it", code="job_not_final")
+    session.delete(job)
+    session.flush()
+
+
+# --- Reaping and dispatching --------------------------------------------------------------------
+def reap_expired_leases(session: Session) -> list[int]:
+    """Jobs whose running attempt's lease ran out (its worker died or hangs): retry or fail them."""
+    now = utcnow()
+    query = (sa.select(Job).where(Job.status == JobStatus.PROCESSING.value, Job.leased_until.is_not(None),
+                                  Job.leased_until < now).with_for_update(skip_locked=True))
+    reaped = []
+    for job in session.scalars(query):
+        stage = job.stage or PIPELINE[0].value
+        for run in _open_runs(session, job.id):
+            _close_run(run, StageRunStatus.LOST, "lease_expired", f"lease of {run.worker_id} ran out")
+        job.retry_count += 1
+        _note_error(job, stage, "lease_expired", f"the lease of {job.worker_id} on {stage} ran out")
+        if job.retry_count > job.max_retries:
+            _end(job, JobStatus.FAILED, "lease_expired",
+                 f"{stage} lost its worker {job.retry_count} times; giving up")
+        else:
+            _set_status(job, JobStatus.QUEUED)
+            job.leased_until = None
+            job.worker_id = None
+            job.dispatch += 1
+            job.dispatch_due_at = now
+        reaped.append(job.id)
+    return reaped
+
+
+def redispatch_waiting(session: Session) -> list[int]:
+    """The broker lost its messages: every active job not held by a live lease gets a new dispatch."""
+    now = utcnow()
+    query = (sa.select(Job).where(Job.status.in_(ACTIVE_STATUSES),
+                                  sa.or_(Job.leased_until.is_(None), Job.leased_until < now))
+             .with_for_update(skip_locked=True))
+    ids = []
+    for job in session.scalars(query):
+        job.dispatch += 1
+        job.dispatch_due_at = now - DISPATCH_GRACE
+        ids.append(job.id)
+    return ids
+
+
+def due_dispatches(session: Session, limit: int = 500) -> list[Dispatch]:
+    """Dispatches that are due and that nobody else published: the reaper publishes them."""
+    cutoff = utcnow() - DISPATCH_GRACE
+    rows = session.execute(
+        sa.select(Job.id, Job.dispatch, Job.stage).where(
+            Job.dispatch_due_at.is_not(None), Job.dispatch_due_at <= cutoff, Job.status.in_(ACTIVE_STATUSES)
+        ).order_by(Job.dispatch_due_at).limit(limit)
+    )
+    return [Dispatch(job_id, dispatch, Stage(stage or PIPELINE[0].value)) for job_id, dispatch, stage in rows]
+
+
+def mark_published(session: Session, dispatch: Dispatch) -> None:
+    session.execute(sa.update(Job).where(Job.id == dispatch.job_id, Job.dispatch == dispatch.dispatch)
+                    .values(dispatch_due_at=None))
+
+
+def mark_dispatch_due(session: Session, job_id: int, delay_seconds: float = 0.0) -> None:
+    """Publishing the job's next message failed: let the reaper publish it."""
+    session.execute(sa.update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE_STATUSES))
+                    .values(dispatch_due_at=utcnow() + dt.timedelta(seconds=delay_seconds)))
+
+
+# --- Queries -------------------------------------------------------------------------------------
 def get_job(session: Session, job_id: int) -> Job | None:
     return session.get(Job, job_id)
 
@@ -188,8 +474,5 @@ def final_job_ids(session: Session, job_ids: list[int]) -> set[int]:
     """Which of ``job_ids`` are final or gone: their work directories may be removed."""
     if not job_ids:
         return set()
-    live = set(session.scalars(
-        sa.select(Job.id).where(Job.id.in_(job_ids), Job.status.in_([JobStatus.QUEUED.value,
-                                                                       JobStatus.PROCESSING.value]))
-    ))
+    live = set(session.scalars(sa.select(Job.id).where(Job.id.in_(job_ids), Job.status.in_(ACTIVE_STATUSES))))
     return set(job_ids) - live

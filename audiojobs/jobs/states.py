@@ -56,9 +56,18 @@ class Stage(str, enum.Enum):
 PIPELINE: tuple[Stage, ...] = tuple(Stage)
 
 
+def next_stage(stage: Stage) -> Stage | None:
+    index = PIPELINE.index(stage)
+    return PIPELINE[index + 1] if index + 1 < len(PIPELINE) else None
+
+
 class StageRunStatus(str, enum.Enum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     SKIPPED = "skipped"
     FAILED = "failed"
-    RETRYING = "retrying"
+    RETRYING = "retrying"  # a transient error: the stage runs again after a backoff
+    LOST = "lost"  # its worker died or its lease ran out; another attempt took over
+    STALE = "stale"  # it finished after another attempt had taken the job over: its work was dropped
+    CANCELLED = "cancelled"
+    HANDED_BACK = "handed_back"  # its worker shut down and gave the stage back

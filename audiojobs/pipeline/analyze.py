@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from audiojobs.analysis.registry import get_provider
-from audiojobs.pipeline.context import ANALYSIS_NAME, TRANSCRIPT_NAME, StageContext
+from audiojobs.pipeline.context import ANALYSIS_NAME, TRANSCRIPT_NAME, Outcome, StageContext
 
 
-def run(ctx: StageContext) -> bool:
-    """Write analysis.json; False (skipped) when the job asked for no analysis."""
+def run(ctx: StageContext) -> Outcome:
+    """Write analysis.json; SKIPPED when the job asked for no analysis."""
     if not ctx.payload.get("perform_analysis", False):
         ctx.path(ANALYSIS_NAME).unlink(missing_ok=True)
-        return False
+        return Outcome.SKIPPED
     transcript = ctx.read_json(TRANSCRIPT_NAME)
     api_name = ctx.payload.get("api_name") or ctx.settings.analysis_default_api
     result = get_provider(api_name).analyze(transcript["text"])
     ctx.write_json(ANALYSIS_NAME, result.to_dict())
-    return True
+    return Outcome.DONE

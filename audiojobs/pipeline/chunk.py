@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from audiojobs.pipeline.context import CHUNKS_NAME, TRANSCRIPT_NAME, StageContext
+from audiojobs.pipeline.context import CHUNKS_NAME, TRANSCRIPT_NAME, Outcome, StageContext
 from audiojobs.text import split_sentences
 
 SENTENCE_ENDINGS = (".", "!", "?", "…", '."', '?"', '!"')
@@ -107,15 +107,15 @@ def _overlap(previous: list[Span], overlap_chars: int, room: int) -> list[Span]:
     return kept
 
 
-def run(ctx: StageContext) -> bool:
-    """Write chunks.json; False (skipped) when the job asked for no chunking."""
+def run(ctx: StageContext) -> Outcome:
+    """Write chunks.json (empty, and SKIPPED, when the job asked for no chunking)."""
     if not ctx.payload.get("perform_chunking", True):
         ctx.write_json(CHUNKS_NAME, [])
-        return False
+        return Outcome.SKIPPED
     transcript = ctx.read_json(TRANSCRIPT_NAME)
     sentences = sentences_from_segments(transcript["segments"])
     chunks = chunk_sentences(sentences, ctx.settings.chunk_max_chars, ctx.settings.chunk_overlap_chars)
     ctx.write_json(CHUNKS_NAME, [
         {"index": i, "text": c.text, "start": c.start, "end": c.end} for i, c in enumerate(chunks)
     ])
-    return True
+    return Outcome.DONE

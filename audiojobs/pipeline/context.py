@@ -1,7 +1,8 @@
-"""What a stage function gets: the job's id, options and work directory. It knows nothing of HTTP."""
+"""What a stage function gets: the job's id, options, work directory and attempt. No HTTP here."""
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import shutil
@@ -11,12 +12,20 @@ from typing import Any
 
 from audiojobs.config import Settings
 from audiojobs.errors import StageError
+from audiojobs.jobs.service import Attempt
+from audiojobs.pipeline.guard import AttemptGuard
 
 SOURCE_STEM = "source"
 WAV_NAME = "audio.wav"
 TRANSCRIPT_NAME = "transcript.json"
 CHUNKS_NAME = "chunks.json"
 ANALYSIS_NAME = "analysis.json"
+
+
+class Outcome(enum.Enum):
+    DONE = "done"
+    SKIPPED = "skipped"  # nothing to do for this job (e.g. no analysis asked for)
+    FINISHED = "finished"  # the stage closed its own run and job state (audio_store)
 
 
 def job_dir_for(settings: Settings, job_id: int) -> Path:
@@ -29,15 +38,25 @@ def remove_job_dir(settings: Settings, job_id: int) -> None:
 
 @dataclass(frozen=True)
 class StageContext:
-    job_id: int
-    payload: dict[str, Any]
     settings: Settings
-    run_id: int
-    worker_id: str
+    attempt: Attempt
+    guard: AttemptGuard
+
+    @property
+    def job_id(self) -> int:
+        return self.attempt.job_id
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        return self.attempt.payload
 
     @property
     def job_dir(self) -> Path:
         return job_dir_for(self.settings, self.job_id)
+
+    def check_stopped(self) -> None:
+        """Raise AttemptStopped when the job was cancelled or taken over; call it at safe points."""
+        self.guard.check()
 
     def ensure_job_dir(self) -> Path:
         self.job_dir.mkdir(parents=True, exist_ok=True)
@@ -46,10 +65,13 @@ class StageContext:
     def path(self, name: str) -> Path:
         return self.job_dir / name
 
+    def scratch(self, name: str) -> Path:
+        """A name private to this attempt, to be renamed into place when complete."""
+        return self.job_dir / f".{name}.{self.attempt.fence}.{os.getpid()}.tmp"
+
     def source_file(self) -> Path:
         """The file audio_download left behind."""
         found = sorted(self.job_dir.glob(f"{SOURCE_STEM}.*")) if self.job_dir.is_dir() else []
-        found = [p for p in found if not p.name.endswith((".part", ".ytdl", ".tmp"))]
         if not found:
             raise StageError("the downloaded media is missing from the job's work directory",
                              code="work_dir_missing")
@@ -58,7 +80,7 @@ class StageContext:
     def write_json(self, name: str, data: Any) -> None:
         """Write atomically, so a re-run of a stage never reads half a file."""
         self.ensure_job_dir()
-        tmp = self.path(f".{name}.{os.getpid()}.tmp")
+        tmp = self.scratch(name)
         tmp.write_text(json.dumps(data, ensure_ascii=False))
         tmp.replace(self.path(name))
 

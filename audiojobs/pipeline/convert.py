@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import tempfile
+import time
 import wave
+from collections.abc import Callable
 from pathlib import Path
 
 from audiojobs.config import Settings
+from audiojobs.db import session_scope
 from audiojobs.errors import InvalidMedia, StageError
 from audiojobs.jobs import service
-from audiojobs.pipeline.context import WAV_NAME, StageContext
+from audiojobs.pipeline.context import WAV_NAME, Outcome, StageContext
+from audiojobs.pipeline.guard import AttemptStopped
 
 SAMPLE_RATE = 16000
 
@@ -30,21 +36,37 @@ def ffmpeg_binary(settings: Settings) -> str:
     return str(imageio_ffmpeg.get_ffmpeg_exe())
 
 
-def to_wav(source: Path, target: Path, settings: Settings) -> float:
-    """Decode ``source`` into ``target``; the duration in seconds. InvalidMedia if it is not audio."""
-    tmp = target.with_name(f".{target.name}.tmp")
+def to_wav(source: Path, target: Path, settings: Settings, check_stopped: Callable[[], None] | None = None) -> float:
+    """Decode ``source`` into ``target``; the duration in seconds. InvalidMedia if it is not audio.
+
+    ``check_stopped`` is called about every half second while ffmpeg runs; if it raises, ffmpeg
+    is killed and the exception propagates.
+    """
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     cmd = [ffmpeg_binary(settings), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
            "-i", str(source), "-map", "0:a:0", "-vn", "-sn", "-dn", "-ac", "1", "-ar", str(SAMPLE_RATE),
            "-c:a", "pcm_s16le", "-f", "wav", str(tmp)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace",
-                              timeout=settings.stage_time_limit)
-    except subprocess.TimeoutExpired:
-        tmp.unlink(missing_ok=True)
-        raise InvalidMedia("decoding the media took too long") from None
+    deadline = time.monotonic() + settings.stage_time_limit
+    with tempfile.TemporaryFile() as stderr, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr) as proc:
+        try:
+            while True:
+                try:
+                    proc.wait(timeout=0.5)
+                    break
+                except subprocess.TimeoutExpired:
+                    if time.monotonic() > deadline:
+                        raise InvalidMedia("decoding the media took too long") from None
+                    if check_stopped is not None:
+                        check_stopped()
+        except BaseException:
+            proc.kill()
+            tmp.unlink(missing_ok=True)
+            raise
+        stderr.seek(0)
+        errors = stderr.read().decode(errors="replace")
     if proc.returncode != 0:
         tmp.unlink(missing_ok=True)
-        raise InvalidMedia(f"the file is not audio or video that can be decoded: {_reason(proc.stderr, source)}")
+        raise InvalidMedia(f"the file is not audio or video that can be decoded: {_reason(errors, source)}")
     duration = wav_duration(tmp)
     if duration <= 0:
         tmp.unlink(missing_ok=True)
@@ -72,10 +94,9 @@ def _reason(stderr: str, source: Path) -> str:
     return text[:300]
 
 
-def run(ctx: StageContext) -> float:
-    duration = to_wav(ctx.source_file(), ctx.path(WAV_NAME), ctx.settings)
-    from audiojobs.db import session_scope
-
+def run(ctx: StageContext) -> Outcome:
+    duration = to_wav(ctx.source_file(), ctx.path(WAV_NAME), ctx.settings, ctx.check_stopped)
     with session_scope(ctx.settings.effective_database_url) as session:
-        service.set_media_duration(session, ctx.job_id, duration)
-    return duration
+        if not service.set_media_duration(session, ctx.attempt, duration):
+            raise AttemptStopped(service.attempt_lost_reason(session, ctx.attempt) or "taken_over")
+    return Outcome.DONE

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from audiojobs.errors import DownloadFailed, ForbiddenSource, SourceNotFound, TransientStageError, ValidationError
-from audiojobs.pipeline.context import SOURCE_STEM, StageContext
+from audiojobs.pipeline.context import SOURCE_STEM, Outcome, StageContext
 from audiojobs.sources import check_local_path, check_url
 
 log = logging.getLogger(__name__)
 
 
-def run(ctx: StageContext) -> None:
+def run(ctx: StageContext) -> Outcome:
     job_dir = ctx.ensure_job_dir()
     for stale in job_dir.glob(f"{SOURCE_STEM}.*"):  # a re-run starts clean
         stale.unlink()
@@ -28,6 +28,7 @@ def run(ctx: StageContext) -> None:
         copy_local(ctx.payload["local_path"], ctx)
     else:
         fetch_url(ctx.payload["url"], ctx)
+    return Outcome.DONE
 
 
 def copy_local(raw_path: str, ctx: StageContext) -> Path:
@@ -37,7 +38,8 @@ def copy_local(raw_path: str, ctx: StageContext) -> Path:
         if exc.code == "local_path_not_found":
             raise SourceNotFound("the local file no longer exists") from None
         raise ForbiddenSource(exc.message, code="forbidden_path") from None
-    target = ctx.path(f"{SOURCE_STEM}{source.suffix.lower()[:16]}")
+    name = f"{SOURCE_STEM}{source.suffix.lower()[:16]}"
+    scratch = ctx.scratch(name)
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
     try:
         fd = os.open(source, flags)
@@ -45,9 +47,11 @@ def copy_local(raw_path: str, ctx: StageContext) -> Path:
         raise SourceNotFound("the local file no longer exists") from None
     except OSError as exc:
         raise ForbiddenSource(f"the local file cannot be opened ({exc.strerror})", code="forbidden_path") from None
-    with os.fdopen(fd, "rb") as src, open(target, "wb") as dst:
-        shutil.copyfileobj(src, dst, length=1024 * 1024)
-    return target
+    with os.fdopen(fd, "rb") as src, open(scratch, "wb") as dst:
+        while block := src.read(1024 * 1024):
+            dst.write(block)
+            ctx.check_stopped()
+    return scratch.replace(ctx.path(name))
 
 
 class _YtDlpLogger:
@@ -73,8 +77,10 @@ def fetch_url(url: str, ctx: StageContext) -> Path:
         raise ForbiddenSource(exc.message) from None
     import yt_dlp  # heavy: imported in workers only
 
+    download_dir = ctx.scratch("download")  # private to this attempt; moved into place at the end
     options: dict[str, Any] = {
-        "outtmpl": {"default": str(ctx.job_dir / f"{SOURCE_STEM}.%(ext)s")},
+        "outtmpl": {"default": str(download_dir / f"{SOURCE_STEM}.%(ext)s")},
+        "progress_hooks": [lambda _progress: ctx.check_stopped()],
         "format": "bestaudio/best",
         "noplaylist": True,
         "playlist_items": "1",
@@ -92,13 +98,15 @@ def fetch_url(url: str, ctx: StageContext) -> Path:
     try:
         with yt_dlp.YoutubeDL(options) as ydl:
             info = ydl.extract_info(url, download=True)
+        downloads = (info or {}).get("requested_downloads") or []
+        paths = [Path(d["filepath"]) for d in downloads if d.get("filepath")]
+        if not paths or not paths[0].is_file():
+            raise DownloadFailed("the URL yielded no media file")
+        return paths[0].replace(ctx.path(paths[0].name))
     except yt_dlp.utils.DownloadError as exc:
         raise _classify_download_error(str(exc)) from None
-    downloads = (info or {}).get("requested_downloads") or []
-    paths = [Path(d["filepath"]) for d in downloads if d.get("filepath")]
-    if not paths or not paths[0].is_file():
-        raise DownloadFailed("the URL yielded no media file")
-    return paths[0]
+    finally:
+        shutil.rmtree(download_dir, ignore_errors=True)
 
 
 def _classify_download_error(message: str) -> Exception:

@@ -1,9 +1,13 @@
-"""StageTask: the one place that turns a stage function's outcome into job state.
+"""StageTask: the one place that turns a delivered stage message into job state.
 
-Every stage task calls ``run_stage``: it opens the stage run (or does nothing when the job is
-already final), calls the plain stage function, and then closes the run, retries a transient error
-with backoff, or ends the job ``failed`` with the error's code. Ending a job raises ``Ignore``,
-which also stops the rest of the chain.
+Every stage task calls ``run_stage``. It asks the job service what the message means (start an
+attempt, skip a stage already done, or ignore a stale or foreign message), runs the plain stage
+function under a heartbeat, and then moves the job on, schedules a retry for a transient error,
+or ends the job ``failed`` with the error's code. Ending a job, or ignoring a message, raises
+``Ignore``, which also stops the rest of the chain.
+
+Infrastructure failures around the stage (the database unreachable while opening or closing an
+attempt) retry the message itself with Celery, changing nothing in the database.
 """
 
 from __future__ import annotations
@@ -17,13 +21,14 @@ import redis
 import sqlalchemy.exc
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 
-from audiojobs.celery_app import AudioJobsTask, app_settings, worker_id
+from audiojobs.celery_app import AudioJobsTask, app_settings
 from audiojobs.db import session_scope
 from audiojobs.errors import AudioJobsError
 from audiojobs.jobs import service
-from audiojobs.jobs.models import Job
-from audiojobs.jobs.states import Stage
-from audiojobs.pipeline.context import StageContext, remove_job_dir
+from audiojobs.jobs.service import Decision
+from audiojobs.jobs.states import JobStatus, Stage
+from audiojobs.pipeline.context import Outcome, StageContext, remove_job_dir
+from audiojobs.pipeline.guard import AttemptGuard, AttemptStopped, holder_is_dead, worker_id
 
 log = logging.getLogger(__name__)
 
@@ -36,62 +41,110 @@ TRANSIENT_EXCEPTIONS: tuple[type[BaseException], ...] = (
     ConnectionError,
     TimeoutError,
 )
+# Job states after which nothing of the job should stay on disk.
+_CLEAN_UP_AFTER = {JobStatus.FAILED.value, JobStatus.CANCELLED.value, "deleted"}
 
 
-def retry_delay(retry_count: int) -> float:
-    """Exponential backoff with full jitter: 2 s, 4 s, 8 s … capped at 5 minutes."""
-    return random.uniform(0.5, 1.0) * min(300.0, 2.0 ** (retry_count + 1))
+def retry_delay(attempt: int) -> float:
+    """Exponential backoff with jitter for a job's transient errors: ~2 s, 4 s, 8 s … capped at 5 min."""
+    return random.uniform(0.5, 1.0) * min(300.0, 2.0 ** attempt)
+
+
+def infra_delay(retries: int) -> float:
+    """Backoff for re-delivering a message while the database is unreachable: 1 s … 30 s."""
+    return random.uniform(0.5, 1.0) * min(30.0, 2.0 ** retries)
 
 
 class StageTask(AudioJobsTask):
     abstract = True
 
-    def run_stage(self, job_id: int, stage: Stage, stage_fn: Callable[[StageContext], Any]) -> None:
+    def run_stage(self, job_id: int, dispatch: int, stage: Stage, stage_fn: Callable[[StageContext], Outcome]) -> None:
         settings = app_settings()
         db_url = settings.effective_database_url
-        with session_scope(db_url) as session:
-            run = service.begin_stage(session, job_id, stage, worker_id=worker_id(),
-                                      lease_seconds=settings.lease_seconds)
-            if run is None:
-                log.info("job %s is final or gone: %s does nothing", job_id, stage.value)
-                raise Ignore()
-            ctx = StageContext(job_id=job_id, payload=dict(run.job.payload), settings=settings,
-                               run_id=run.id, worker_id=run.worker_id or "")
-        log.info("job %s: %s started (attempt %s)", job_id, stage.value, run.attempt)
         try:
-            outcome = stage_fn(ctx)
-        except SoftTimeLimitExceeded:
-            self._fail(ctx, "timeout", f"{stage.value} ran past its time limit")
-        except AudioJobsError as exc:
-            if exc.transient:
-                self._retry_or_fail(ctx, exc.code, exc.message)
-            self._fail(ctx, exc.code, exc.message)
-        except TRANSIENT_EXCEPTIONS as exc:
-            log.warning("job %s: %s hit a transient error: %r", job_id, stage.value, exc)
-            self._retry_or_fail(ctx, "transient_error", f"{stage.value}: {type(exc).__name__}")
-        except Exception as exc:  # noqa: BLE001 - a bug must still end the job, never leave it processing
-            log.exception("job %s: %s failed unexpectedly", job_id, stage.value)
-            self._fail(ctx, "internal_error", f"{stage.value} failed unexpectedly ({type(exc).__name__})")
-        else:
             with session_scope(db_url) as session:
-                service.finish_stage(session, ctx.run_id, skipped=outcome is False)
-            log.info("job %s: %s finished", job_id, stage.value)
+                decision = service.begin_stage(session, job_id, stage, dispatch=dispatch, worker_id=worker_id(),
+                                               lease_seconds=settings.lease_seconds, holder_is_dead=holder_is_dead)
+        except TRANSIENT_EXCEPTIONS as exc:
+            log.warning("job %s: cannot open %s (%r); message retried", job_id, stage.value, exc)
+            raise self.retry(countdown=infra_delay(self.request.retries), max_retries=None) from None
+        if decision.decision is Decision.SKIP_DONE:
+            log.info("job %s: %s already done; the chain goes on", job_id, stage.value)
+            return
+        if decision.decision is Decision.IGNORE or decision.attempt is None:
+            log.info("job %s: %s message ignored: %s", job_id, stage.value, decision.reason)
+            if decision.job_status in _CLEAN_UP_AFTER:
+                remove_job_dir(settings, job_id)
+            raise Ignore()
+        attempt = decision.attempt
+        log.info("job %s: %s started (attempt %s, fence %s)", job_id, stage.value, attempt.attempt, attempt.fence)
+        with AttemptGuard(settings, attempt) as guard:
+            ctx = StageContext(settings=settings, attempt=attempt, guard=guard)
+            try:
+                outcome = stage_fn(ctx)
+            except AttemptStopped as stop:
+                self._stopped(ctx, stop.reason)
+            except SoftTimeLimitExceeded:
+                self._fail(ctx, "timeout", f"{stage.value} ran past its time limit")
+            except AudioJobsError as exc:
+                if exc.transient:
+                    self._retry_later(ctx, exc.code, exc.message)
+                self._fail(ctx, exc.code, exc.message)
+            except TRANSIENT_EXCEPTIONS as exc:
+                log.warning("job %s: %s hit a transient error: %r", job_id, stage.value, exc)
+                self._retry_later(ctx, "transient_error", f"{stage.value}: {type(exc).__name__}")
+            except Exception as exc:  # noqa: BLE001 - a bug must still end the job, never leave it processing
+                log.exception("job %s: %s failed unexpectedly", job_id, stage.value)
+                self._fail(ctx, "internal_error", f"{stage.value} failed unexpectedly ({type(exc).__name__})")
+        if outcome is Outcome.FINISHED:
+            log.info("job %s: %s finished the job", job_id, stage.value)
+            return
+        try:
+            with session_scope(db_url) as session:
+                moved_on = service.finish_stage(session, attempt, skipped=outcome is Outcome.SKIPPED)
+                reason = None if moved_on else service.attempt_lost_reason(session, attempt)
+        except TRANSIENT_EXCEPTIONS as exc:
+            log.warning("job %s: cannot close %s (%r); message retried", job_id, stage.value, exc)
+            raise self.retry(countdown=infra_delay(self.request.retries), max_retries=None) from None
+        if not moved_on:
+            self._stopped(ctx, reason or "taken_over", run_closed=True)
+        log.info("job %s: %s finished", job_id, stage.value)
+
+    def _stopped(self, ctx: StageContext, reason: str, run_closed: bool = False) -> None:
+        """The attempt lost its job (cancelled, failed elsewhere, taken over): no side effects."""
+        if not run_closed:
+            with session_scope(ctx.settings.effective_database_url) as session:
+                service.close_stopped_run(session, ctx.attempt, reason)
+        if reason in _CLEAN_UP_AFTER:
+            remove_job_dir(ctx.settings, ctx.job_id)
+        log.info("job %s: %s attempt %s stopped: %s", ctx.job_id, ctx.attempt.stage.value, ctx.attempt.fence, reason)
+        raise Ignore()
 
     def _fail(self, ctx: StageContext, code: str, message: str) -> None:
         with session_scope(ctx.settings.effective_database_url) as session:
-            service.fail_job(session, ctx.job_id, code=code, message=message, run_id=ctx.run_id)
-        remove_job_dir(ctx.settings, ctx.job_id)
-        log.info("job %s failed: %s: %s", ctx.job_id, code, message)
+            failed = service.fail_job(session, ctx.job_id, code=code, message=message, attempt=ctx.attempt)
+        if failed:
+            remove_job_dir(ctx.settings, ctx.job_id)
+            log.info("job %s failed: %s: %s", ctx.job_id, code, message)
         raise Ignore()
 
-    def _retry_or_fail(self, ctx: StageContext, code: str, message: str) -> None:
+    def _retry_later(self, ctx: StageContext, code: str, message: str) -> None:
+        delay = retry_delay(ctx.attempt.attempt)
         with session_scope(ctx.settings.effective_database_url) as session:
-            job = session.get(Job, ctx.job_id)
-            exhausted = job is None or job.retry_count >= job.max_retries
-            if not exhausted:
-                job = service.record_retry(session, ctx.job_id, run_id=ctx.run_id, code=code, message=message)
-                delay = retry_delay(job.retry_count if job else 0)
-        if exhausted:
-            self._fail(ctx, code, f"{message} (gave up after {job.max_retries if job else 0} retries)")
-        log.info("job %s: retrying %s in %.1f s: %s", ctx.job_id, self.name, delay, message)
-        raise self.retry(countdown=delay, max_retries=None)
+            outcome = service.retry_later(session, ctx.attempt, code=code, message=message, delay_seconds=delay)
+        if outcome == "failed":
+            remove_job_dir(ctx.settings, ctx.job_id)
+        log.info("job %s: %s: %s (%s; next try in %.1f s)", ctx.job_id, ctx.attempt.stage.value, message, outcome,
+                 delay)
+        raise Ignore()
+
+    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        """An error outside the stage (e.g. the broker was down when the chain's next message was
+        sent): make the job's next dispatch due, so the reaper publishes it once things recover."""
+        job_id = args[0] if args else kwargs.get("job_id")
+        log.error("job %s: %s failed outside its stage: %r", job_id, self.name, exc)
+        try:
+            with session_scope(app_settings().effective_database_url) as session:
+                service.mark_dispatch_due(session, int(job_id), delay_seconds=5)
+        except Exception as inner:  # noqa: BLE001 - the lease and the reaper remain as the last resort
+            log.error("job %s: could not schedule a re-dispatch: %r", job_id, inner)

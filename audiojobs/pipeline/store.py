@@ -1,7 +1,8 @@
 """audio_store: transcript, chunks and analysis into the database in one transaction, then cleanup.
 
-Idempotent: results are replaced, not added, and a job already completed is left alone, so a
-re-delivered store leaves exactly one result.
+Idempotent and fenced: results are replaced, not added, and only the attempt that still holds
+the job (newest fence, job still processing) writes; so a re-delivered or stale store leaves
+exactly one result.
 """
 
 from __future__ import annotations
@@ -10,21 +11,26 @@ import sqlalchemy as sa
 
 from audiojobs.db import session_scope
 from audiojobs.jobs import service
-from audiojobs.jobs.models import Analysis, Job, Transcript, TranscriptChunk
-from audiojobs.pipeline.context import ANALYSIS_NAME, CHUNKS_NAME, TRANSCRIPT_NAME, StageContext, remove_job_dir
+from audiojobs.jobs.models import Analysis, Transcript, TranscriptChunk
+from audiojobs.pipeline.context import (
+    ANALYSIS_NAME,
+    CHUNKS_NAME,
+    TRANSCRIPT_NAME,
+    Outcome,
+    StageContext,
+    remove_job_dir,
+)
+from audiojobs.pipeline.guard import AttemptStopped
 
 
-def run(ctx: StageContext) -> bool:
-    """True when this call completed the job; False when it was already final (nothing written)."""
-    transcript = ctx.read_json(TRANSCRIPT_NAME) if ctx.path(TRANSCRIPT_NAME).exists() else None
+def run(ctx: StageContext) -> Outcome:
+    transcript = ctx.read_json(TRANSCRIPT_NAME)
+    chunks = ctx.read_json(CHUNKS_NAME) if ctx.path(CHUNKS_NAME).exists() else []
+    analysis = ctx.read_json(ANALYSIS_NAME) if ctx.path(ANALYSIS_NAME).exists() else None
     with session_scope(ctx.settings.effective_database_url) as session:
-        job = session.execute(sa.select(Job).where(Job.id == ctx.job_id).with_for_update()).scalar_one_or_none()
-        if job is None or job.status_enum.is_final:
-            return False
-        if transcript is None:
-            transcript = ctx.read_json(TRANSCRIPT_NAME)  # raises the missing-file error
-        chunks = ctx.read_json(CHUNKS_NAME) if ctx.path(CHUNKS_NAME).exists() else []
-        analysis = ctx.read_json(ANALYSIS_NAME) if ctx.path(ANALYSIS_NAME).exists() else None
+        job = service.own_job_for_store(session, ctx.attempt)
+        if job is None:
+            raise AttemptStopped(service.attempt_lost_reason(session, ctx.attempt) or "taken_over")
         for model in (TranscriptChunk, Analysis, Transcript):
             session.execute(sa.delete(model).where(model.job_id == ctx.job_id))
         payload = job.payload
@@ -38,7 +44,7 @@ def run(ctx: StageContext) -> bool:
         if analysis is not None:
             session.add(Analysis(job_id=ctx.job_id, provider=analysis["provider"], model=analysis.get("model"),
                                  summary=analysis["summary"], key_phrases=analysis["key_phrases"]))
-        service.finish_stage(session, ctx.run_id)
+        service.finish_stage(session, ctx.attempt)
         service.complete_job(session, job)
     remove_job_dir(ctx.settings, ctx.job_id)
-    return True
+    return Outcome.FINISHED

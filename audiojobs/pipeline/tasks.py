@@ -1,41 +1,47 @@
-"""Thin Celery tasks, one per stage; each takes a job id and hands the work to its stage module."""
+"""Thin Celery tasks, one per stage; each takes (job id, dispatch token) and hands the work on."""
 
 from __future__ import annotations
 
 from audiojobs.celery_app import AudioJobsTask, app_settings, celery
 from audiojobs.jobs.states import Stage
-from audiojobs.pipeline import analyze, chunk, cleanup, convert, download, store, transcribe
+from audiojobs.pipeline import analyze, chunk, cleanup, convert, download, reaper, store, transcribe
 from audiojobs.pipeline.runner import StageTask
 
 
 @celery.task(bind=True, base=StageTask, name="audiojobs.audio_download")
-def audio_download(self: StageTask, job_id: int) -> None:
-    self.run_stage(job_id, Stage.DOWNLOAD, download.run)
+def audio_download(self: StageTask, job_id: int, dispatch: int) -> None:
+    self.run_stage(job_id, dispatch, Stage.DOWNLOAD, download.run)
 
 
 @celery.task(bind=True, base=StageTask, name="audiojobs.audio_convert")
-def audio_convert(self: StageTask, job_id: int) -> None:
-    self.run_stage(job_id, Stage.CONVERT, convert.run)
+def audio_convert(self: StageTask, job_id: int, dispatch: int) -> None:
+    self.run_stage(job_id, dispatch, Stage.CONVERT, convert.run)
 
 
 @celery.task(bind=True, base=StageTask, name="audiojobs.audio_transcribe")
-def audio_transcribe(self: StageTask, job_id: int) -> None:
-    self.run_stage(job_id, Stage.TRANSCRIBE, transcribe.run)
+def audio_transcribe(self: StageTask, job_id: int, dispatch: int) -> None:
+    self.run_stage(job_id, dispatch, Stage.TRANSCRIBE, transcribe.run)
 
 
 @celery.task(bind=True, base=StageTask, name="audiojobs.audio_chunk")
-def audio_chunk(self: StageTask, job_id: int) -> None:
-    self.run_stage(job_id, Stage.CHUNK, chunk.run)
+def audio_chunk(self: StageTask, job_id: int, dispatch: int) -> None:
+    self.run_stage(job_id, dispatch, Stage.CHUNK, chunk.run)
 
 
 @celery.task(bind=True, base=StageTask, name="audiojobs.audio_analyze")
-def audio_analyze(self: StageTask, job_id: int) -> None:
-    self.run_stage(job_id, Stage.ANALYZE, analyze.run)
+def audio_analyze(self: StageTask, job_id: int, dispatch: int) -> None:
+    self.run_stage(job_id, dispatch, Stage.ANALYZE, analyze.run)
 
 
 @celery.task(bind=True, base=StageTask, name="audiojobs.audio_store")
-def audio_store(self: StageTask, job_id: int) -> None:
-    self.run_stage(job_id, Stage.STORE, store.run)
+def audio_store(self: StageTask, job_id: int, dispatch: int) -> None:
+    self.run_stage(job_id, dispatch, Stage.STORE, store.run)
+
+
+@celery.task(base=AudioJobsTask, name="audiojobs.reap")
+def reap() -> dict[str, object]:
+    """Beat, every AUDIO_REAPER_INTERVAL_SECONDS: expired leases, broker loss, due dispatches."""
+    return reaper.reap(app_settings(), celery).__dict__
 
 
 @celery.task(base=AudioJobsTask, name="audiojobs.sweep_work_dirs")

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from audiojobs.pipeline.context import TRANSCRIPT_NAME, WAV_NAME, StageContext
+from audiojobs.pipeline.context import TRANSCRIPT_NAME, WAV_NAME, Outcome, StageContext
 from audiojobs.transcription.registry import get_backend
 
 
-def run(ctx: StageContext) -> None:
+def run(ctx: StageContext) -> Outcome:
     wav = ctx.path(WAV_NAME)
     if not wav.is_file():
         from audiojobs.errors import StageError
 
         raise StageError("the converted audio is missing from the job's work directory", code="work_dir_missing")
     backend = get_backend(ctx.payload.get("model", "whisper-1"), ctx.settings)
-    result = backend.transcribe(str(wav), language=ctx.payload.get("language"))
+    # Between segments: stop at once if the job was cancelled or taken over.
+    result = backend.transcribe(str(wav), language=ctx.payload.get("language"),
+                                on_segment=lambda _end: ctx.check_stopped())
+    ctx.check_stopped()
     ctx.write_json(TRANSCRIPT_NAME, result.to_dict())
+    return Outcome.DONE

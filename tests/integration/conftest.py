@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from audiojobs import create_app
 from audiojobs.config import Settings
 from audiojobs.migrate import upgrade
 from tests.conftest import API_KEY, _redis_dbs
-from tests.services import JFK_FLAC, PostgresServer, RedisServer, WorkerProcess
+from tests.services import JFK_FLAC, BeatProcess, PostgresServer, RedisServer, WorkerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -28,11 +29,15 @@ class Stack:
     media_root: Path
     tmp: Path
 
-    def start_worker(self, queues: str = "audio_cpu,audio_gpu", concurrency: int = 1) -> WorkerProcess:
-        worker = WorkerProcess(self.env, self.tmp / f"worker-{queues.replace(',', '-')}.log", queues=queues,
-                               concurrency=concurrency)
+    def start_worker(self, queues: str = "audio_control,audio_cpu,audio_gpu", concurrency: int = 1,
+                     app: str | None = None, env: dict[str, str] | None = None) -> WorkerProcess:
+        worker = WorkerProcess({**self.env, **(env or {})}, self.tmp / f"worker-{queues.replace(',', '-')}.log",
+                               queues=queues, concurrency=concurrency, app=app)
         worker.wait_ready()
         return worker
+
+    def start_beat(self, env: dict[str, str] | None = None) -> BeatProcess:
+        return BeatProcess({**self.env, **(env or {})}, self.tmp / "beat.log")
 
 
 def stack_env(db_url: str, redis_url: str, tmp: Path, media_root: Path) -> dict[str, str]:
@@ -41,38 +46,52 @@ def stack_env(db_url: str, redis_url: str, tmp: Path, media_root: Path) -> dict[
     return environ_with({
         "AUDIOJOBS_VAR_DIR": str(tmp / "var"), "DATABASE_URL": db_url, "REDIS_URL": redis_url,
         "AUDIOJOBS_API_KEY": API_KEY, "AUDIO_LOCAL_ROOTS": str(media_root), "AUDIO_WORK_DIR": str(tmp / "work"),
-        "AUDIO_DOWNLOAD_TIMEOUT": "5", "PYTHONUNBUFFERED": "1",
+        "AUDIO_DOWNLOAD_TIMEOUT": "5", "PYTHONUNBUFFERED": "1", "AUDIO_REAPER_INTERVAL_SECONDS": "1",
     })
+
+
+@contextlib.contextmanager
+def build_stack(kind: str, tmp: Path, redis_url: str, postgres: PostgresServer | None,
+                admin_url: str | None = None) -> Iterator[Stack]:
+    """Database (fresh, migrated), Redis database (flushed), settings and API client; no processes."""
+    media_root = tmp / "media"
+    media_root.mkdir(exist_ok=True)
+    shutil.copy(JFK_FLAC, media_root / "jfk.flac")
+    pg = postgres
+    if kind == "sqlite":
+        db_url = f"sqlite:///{tmp / 'audiojobs.db'}"
+    else:
+        if admin_url is not None:
+            pg = PostgresServer(tmp, admin_url=admin_url)
+        assert pg is not None
+        db_url = pg.create_database()
+    upgrade(db_url)
+    redis_lib.Redis.from_url(redis_url).flushdb()
+    env = stack_env(db_url, redis_url, tmp, media_root)
+    settings = Settings.from_env(env)
+    client = create_app(settings).test_client()
+    try:
+        yield Stack(settings=settings, env=env, client=client, media_root=media_root, tmp=tmp)
+    finally:
+        if pg is not None:
+            pg.drop_database(db_url)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def bare_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
                test_redis: RedisServer) -> Iterator[Stack]:
-    """Database, Redis, settings and API client, without a worker."""
+    """Database, Redis, settings and API client, without a worker; once per database."""
     tmp = tmp_path_factory.mktemp(f"stack-{request.param}")
-    media_root = tmp / "media"
-    media_root.mkdir()
-    shutil.copy(JFK_FLAC, media_root / "jfk.flac")
-    pg: PostgresServer | None = None
-    if request.param == "sqlite":
-        db_url = f"sqlite:///{tmp / 'audiojobs.db'}"
-    else:
-        pg = request.getfixturevalue("postgres")
-        db_url = pg.create_database()
-    upgrade(db_url)
-    redis_url = test_redis.url(next(_redis_dbs) % 15 + 1)
-    redis_lib.Redis.from_url(redis_url).flushdb()
-    env = stack_env(db_url, redis_url, tmp, media_root)
-    settings = Settings.from_env(env)
-    client = create_app(settings).test_client()
-    yield Stack(settings=settings, env=env, client=client, media_root=media_root, tmp=tmp)
-    if pg is not None:
-        pg.drop_database(db_url)
+    pg = request.getfixturevalue("postgres") if request.param == "postgresql" else None
+    with build_stack(request.param, tmp, test_redis.url(next(_redis_dbs) % 15 + 1), pg) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")
 def stack(bare_stack: Stack) -> Iterator[Stack]:
-    """The same, with one worker process consuming both audio queues."""
+    """The same, with one worker process consuming every audio queue, and beat running the reaper."""
     worker = bare_stack.start_worker()
+    beat = bare_stack.start_beat()
     yield bare_stack
+    beat.stop()
     worker.stop()

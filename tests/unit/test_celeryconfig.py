@@ -6,6 +6,7 @@ from celery import Celery
 
 import celeryconfig
 from audiojobs.config import Settings
+from audiojobs.jobs.states import Stage
 from audiojobs.pipeline.flow import pipeline_for
 
 
@@ -29,6 +30,8 @@ def test_transcribe_is_routed_to_its_own_queue_and_the_rest_to_cpu() -> None:
     for stage in celeryconfig.STAGE_TASKS:
         expected = "gpu_pool" if stage == "audiojobs.audio_transcribe" else "audio_cpu"
         assert router.route({}, stage)["queue"].name == expected, stage
+    for task in celeryconfig.CONTROL_TASKS:
+        assert router.route({}, task)["queue"].name == "audio_control"
 
 
 def test_chain_has_the_six_stages_in_order_each_taking_only_the_job_id() -> None:
@@ -36,9 +39,12 @@ def test_chain_has_the_six_stages_in_order_each_taking_only_the_job_id() -> None
     app.conf.update(_conf())
     chain = pipeline_for(app, 42)
     assert [t.task for t in chain.tasks] == list(celeryconfig.STAGE_TASKS)
-    assert all(t.args == (42,) and t.immutable for t in chain.tasks)
+    assert all(t.args == (42, 1) and t.immutable for t in chain.tasks)
+    retry = pipeline_for(app, 42, dispatch=3, first=Stage.TRANSCRIBE)
+    assert [t.task for t in retry.tasks] == list(celeryconfig.STAGE_TASKS[2:])
+    assert all(t.args == (42, 3) for t in retry.tasks)
 
 
 def test_cpu_only_deployment_may_route_transcription_to_the_cpu_queue() -> None:
     conf = _conf(AUDIO_TRANSCRIBE_QUEUE="audio_cpu")
-    assert [q.name for q in conf["task_queues"]] == ["audio_cpu"]
+    assert [q.name for q in conf["task_queues"]] == ["audio_control", "audio_cpu"]

@@ -22,12 +22,13 @@ def make_job(settings: Settings, owner: str = "1", status: str = "queued") -> in
                                  max_retries=3, request_id=None)
         job_id = job.id
         if status != "queued":
-            run = service.begin_stage(session, job_id, Stage.DOWNLOAD, worker_id="w:1", lease_seconds=60)
-            assert run is not None
+            started = service.begin_stage(session, job_id, Stage.DOWNLOAD, dispatch=1, worker_id="w:1",
+                                          lease_seconds=60, holder_is_dead=lambda _h: False)
+            assert started.attempt is not None
             if status == "failed":
-                service.fail_job(session, job_id, code="invalid_media", message="bad file", run_id=run.id)
+                service.fail_job(session, job_id, code="invalid_media", message="bad file", attempt=started.attempt)
             elif status == "completed":
-                service.finish_stage(session, run.id)
+                service.finish_stage(session, started.attempt)
                 service.complete_job(session, service.get_job(session, job_id))  # type: ignore[arg-type]
     return job_id
 

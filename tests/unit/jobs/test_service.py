@@ -1,61 +1,192 @@
-"""The job service on both databases."""
+"""The job service on both databases: attempts, fencing, dispatch tokens, leases, retries."""
 
 from __future__ import annotations
 
-from audiojobs.db import session_scope
+import datetime as dt
+
+import pytest
+
+from audiojobs.db import session_scope, utcnow
+from audiojobs.errors import Conflict
 from audiojobs.jobs import service
 from audiojobs.jobs.models import Job, StageRun
+from audiojobs.jobs.service import Decision, Principal
 from audiojobs.jobs.states import Stage
 
+ALIVE = lambda _holder: False  # noqa: E731
+DEAD = lambda _holder: True  # noqa: E731
 
-def _create(url: str, owner: str = "1") -> int:
+
+def _create(url: str, owner: str = "1", max_retries: int = 2) -> int:
     with session_scope(url) as s:
         return service.create_job(s, owner_user_id=owner, payload={"url": "https://e.com/a.mp3"}, queue="audio_cpu",
-                                  max_retries=2, request_id="r1").id
+                                  max_retries=max_retries, request_id="r1").id
 
 
-def test_stage_lifecycle(db_url: str) -> None:
-    job_id = _create(db_url)
-    with session_scope(db_url) as s:
-        run = service.begin_stage(s, job_id, Stage.DOWNLOAD, worker_id="host:1", lease_seconds=60)
-        assert run is not None and run.attempt == 1
-        job = s.get(Job, job_id)
-        assert job is not None and job.status == "processing" and job.stage == "audio_download"
-        assert job.leased_until is not None and job.leased_until.tzinfo is not None
-        started = job.started_at
-        service.finish_stage(s, run.id)
-    with session_scope(db_url) as s:
-        run2 = service.begin_stage(s, job_id, Stage.DOWNLOAD, worker_id="host:2", lease_seconds=60)
-        assert run2 is not None and run2.attempt == 2  # a re-delivered stage is a new attempt
-        job = s.get(Job, job_id)
-        assert job is not None and job.started_at == started
-        service.fail_job(s, job_id, code="invalid_media", message="x" * 5000, run_id=run2.id)
-    with session_scope(db_url) as s:
+def _begin(url: str, job_id: int, stage: Stage = Stage.DOWNLOAD, dispatch: int = 1, worker: str = "host:1",
+           holder_dead=ALIVE) -> service.StageDecision:  # type: ignore[no-untyped-def]
+    with session_scope(url) as s:
+        return service.begin_stage(s, job_id, stage, dispatch=dispatch, worker_id=worker, lease_seconds=60,
+                                   holder_is_dead=holder_dead)
+
+
+def _job(url: str, job_id: int) -> Job:
+    with session_scope(url) as s:
         job = s.get(Job, job_id)
         assert job is not None
-        assert (job.status, job.error_code, len(job.error_message or "")) == ("failed", "invalid_media", 2000)
-        assert job.completed_at is not None and job.leased_until is None
-        runs = s.query(StageRun).filter_by(job_id=job_id).order_by(StageRun.id).all()
-        assert [r.status for r in runs] == ["succeeded", "failed"]
-        # A final job starts nothing more and is not failed twice.
-        assert service.begin_stage(s, job_id, Stage.CONVERT, worker_id="h", lease_seconds=60) is None
-        service.fail_job(s, job_id, code="other", message="y")
-        assert s.get(Job, job_id).error_code == "invalid_media"  # type: ignore[union-attr]
+        return job
 
 
-def test_retry_hands_job_back(db_url: str) -> None:
+def test_stage_lifecycle_moves_the_job_on(db_url: str) -> None:
     job_id = _create(db_url)
+    first = _begin(db_url, job_id)
+    assert first.decision is Decision.START and first.attempt is not None
+    job = _job(db_url, job_id)
+    assert (job.status, job.stage, job.fence, job.worker_id) == ("processing", "audio_download", 1, "host:1")
+    assert job.leased_until is not None and job.leased_until.tzinfo is not None
     with session_scope(db_url) as s:
-        run = service.begin_stage(s, job_id, Stage.DOWNLOAD, worker_id="h:1", lease_seconds=60)
-        assert run is not None
-        job = service.record_retry(s, job_id, run_id=run.id, code="transient_error", message="timeout")
-        assert job is not None and (job.status, job.retry_count, job.worker_id) == ("queued", 1, None)
+        assert service.finish_stage(s, first.attempt)
+    job = _job(db_url, job_id)
+    assert (job.stage, job.leased_until) == ("audio_convert", None)
+    # A re-delivered download message: already done, the chain goes on; nothing is re-run.
+    assert _begin(db_url, job_id, Stage.DOWNLOAD).decision is Decision.SKIP_DONE
+    # A message for a later stage than the job's is not ours.
+    assert _begin(db_url, job_id, Stage.CHUNK).decision is Decision.IGNORE
+
+
+def test_stale_dispatch_and_final_jobs_are_ignored(db_url: str) -> None:
+    job_id = _create(db_url)
+    assert _begin(db_url, job_id, dispatch=7).decision is Decision.IGNORE
+    started = _begin(db_url, job_id)
+    assert started.attempt is not None
+    with session_scope(db_url) as s:
+        assert service.fail_job(s, job_id, code="invalid_media", message="x" * 5000, attempt=started.attempt)
+    job = _job(db_url, job_id)
+    assert (job.status, job.error_code, len(job.error_message or "")) == ("failed", "invalid_media", 2000)
+    ignored = _begin(db_url, job_id, Stage.CONVERT)
+    assert ignored.decision is Decision.IGNORE and ignored.job_status == "failed"
+    with session_scope(db_url) as s:  # not failed twice
+        assert not service.fail_job(s, job_id, code="other", message="y")
+
+
+def test_live_lease_is_never_stolen_but_a_dead_holder_costs_a_retry(db_url: str) -> None:
+    job_id = _create(db_url)
+    first = _begin(db_url, job_id, worker="host:1")
+    assert first.attempt is not None
+    # The same message delivered again elsewhere while the first attempt runs: ignored.
+    assert _begin(db_url, job_id, worker="host:2").decision is Decision.IGNORE
+    # Its holder died (same host, process gone): the new delivery takes over, one retry spent.
+    second = _begin(db_url, job_id, worker="host:2", holder_dead=DEAD)
+    assert second.decision is Decision.START and second.attempt is not None
+    assert second.attempt.fence == first.attempt.fence + 1
+    job = _job(db_url, job_id)
+    assert job.retry_count == 1 and job.attempt_errors[-1]["code"] == "worker_lost"
+    # The old attempt is fenced off: its writes change nothing.
+    with session_scope(db_url) as s:
+        assert not service.finish_stage(s, first.attempt)
+        assert not service.set_media_duration(s, first.attempt, 3.0)
+        assert not service.fail_job(s, job_id, code="x", message="y", attempt=first.attempt)
+        assert service.renew_lease(s, first.attempt, 60) == "taken_over"
+        assert service.renew_lease(s, second.attempt, 60) is None
+        runs = s.query(StageRun).filter_by(job_id=job_id).order_by(StageRun.id).all()
+        assert [r.status for r in runs] == ["lost", "running"]
+
+
+def test_a_stage_that_keeps_killing_its_worker_ends_lease_expired(db_url: str) -> None:
+    job_id = _create(db_url, max_retries=2)
+    for attempt in range(3):
+        assert _begin(db_url, job_id, worker=f"host:{attempt}", holder_dead=DEAD).decision is Decision.START
+    final = _begin(db_url, job_id, worker="host:9", holder_dead=DEAD)
+    assert final.decision is Decision.IGNORE
+    job = _job(db_url, job_id)
+    assert (job.status, job.error_code, job.retry_count) == ("failed", "lease_expired", 3)
+
+
+def test_reaper_retries_expired_leases_then_gives_up(db_url: str) -> None:
+    job_id = _create(db_url, max_retries=1)
+    for round_ in range(2):
+        started = _begin(db_url, job_id, dispatch=round_ + 1)
+        assert started.decision is Decision.START
+        with session_scope(db_url) as s:
+            s.get(Job, job_id).leased_until = utcnow() - dt.timedelta(seconds=1)  # type: ignore[union-attr]
+        with session_scope(db_url) as s:
+            assert service.reap_expired_leases(s) == [job_id]
+        job = _job(db_url, job_id)
+        if round_ == 0:
+            assert (job.status, job.retry_count, job.dispatch) == ("queued", 1, 2)
+            assert job.dispatch_due_at is not None
+    job = _job(db_url, job_id)
+    assert (job.status, job.error_code) == ("failed", "lease_expired")
+
+
+def test_retry_later_backs_off_with_a_new_dispatch(db_url: str) -> None:
+    job_id = _create(db_url)
+    started = _begin(db_url, job_id)
+    assert started.attempt is not None
+    with session_scope(db_url) as s:
+        assert service.retry_later(s, started.attempt, code="transient_error", message="timeout",
+                                   delay_seconds=30) == "retrying"
+    job = _job(db_url, job_id)
+    assert (job.status, job.retry_count, job.dispatch, job.worker_id) == ("queued", 1, 2, None)
+    with session_scope(db_url) as s:
+        assert service.due_dispatches(s) == []  # not before its backoff
+        s.get(Job, job_id).dispatch_due_at = utcnow() - dt.timedelta(seconds=5)  # type: ignore[union-attr]
+    with session_scope(db_url) as s:
+        due = service.due_dispatches(s)
+        assert due == [service.Dispatch(job_id, 2, Stage.DOWNLOAD)]
+        service.mark_published(s, due[0])
+    with session_scope(db_url) as s:
+        assert service.due_dispatches(s) == []
+
+
+def test_broker_loss_redispatches_every_waiting_job_but_not_running_ones(db_url: str) -> None:
+    waiting, running = _create(db_url), _create(db_url)
+    assert _begin(db_url, running).decision is Decision.START
+    with session_scope(db_url) as s:
+        assert service.redispatch_waiting(s) == [waiting]
+    assert _job(db_url, waiting).dispatch == 2 and _job(db_url, running).dispatch == 1
+
+
+def test_cancel_and_delete(db_url: str) -> None:
+    owner = Principal("alice", is_admin=False)
+    job_id = _create(db_url, owner="alice")
+    started = _begin(db_url, job_id)
+    assert started.attempt is not None
+    with session_scope(db_url) as s:
+        with pytest.raises(Conflict):
+            service.delete_job(s, job_id, owner)
+        job = service.cancel_job(s, job_id, owner)
+        assert (job.status, job.error_code) == ("cancelled", "cancelled") and job.cancelled_at is not None
+    with session_scope(db_url) as s:
+        assert service.attempt_lost_reason(s, started.attempt) == "cancelled"
+        with pytest.raises(Conflict):
+            service.cancel_job(s, job_id, owner)
+        service.delete_job(s, job_id, owner)
+    with session_scope(db_url) as s:
+        assert s.get(Job, job_id) is None
+
+
+def test_idempotency_keys(db_url: str) -> None:
+    job_id = _create(db_url)
+    body = {"url": "https://e.com/a.mp3", "model": "whisper-1"}
+    ttl = dt.timedelta(hours=24)
+    with session_scope(db_url) as s:
+        assert service.find_idempotent_job(s, owner_user_id="1", key="k", payload=body, ttl=ttl) is None
+        service.remember_idempotency_key(s, owner_user_id="1", key="k", payload=body, job_id=job_id)
+    with session_scope(db_url) as s:
+        found = service.find_idempotent_job(s, owner_user_id="1", key="k", payload=dict(reversed(body.items())),
+                                            ttl=ttl)
+        assert found is not None and found.id == job_id
+        assert service.find_idempotent_job(s, owner_user_id="2", key="k", payload=body, ttl=ttl) is None
+        with pytest.raises(Conflict):
+            service.find_idempotent_job(s, owner_user_id="1", key="k", payload={**body, "model": "base"}, ttl=ttl)
+        assert service.find_idempotent_job(s, owner_user_id="1", key="k", payload=body,
+                                           ttl=dt.timedelta(seconds=0)) is None  # expired keys are forgotten
 
 
 def test_queries(db_url: str) -> None:
     a1, _b1, a2 = _create(db_url, "a"), _create(db_url, "b"), _create(db_url, "a")
-    with session_scope(db_url) as s:
-        service.begin_stage(s, a2, Stage.DOWNLOAD, worker_id="h", lease_seconds=60)
+    _begin(db_url, a2)
     with session_scope(db_url) as s:
         assert [j.id for j in service.list_jobs(s, status=None, owner_user_id="a", limit=10)] == [a2, a1]
         assert service.count_by_status(s, owner_user_id=None)["queued"] == 2

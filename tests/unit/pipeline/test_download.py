@@ -11,8 +11,11 @@ import pytest
 
 from audiojobs.config import Settings
 from audiojobs.errors import DownloadFailed, ForbiddenSource, SourceNotFound
+from audiojobs.jobs.service import Attempt
+from audiojobs.jobs.states import Stage
 from audiojobs.pipeline import download
 from audiojobs.pipeline.context import StageContext
+from audiojobs.pipeline.guard import AttemptGuard
 from tests.services import JFK_FLAC, MediaServer
 
 
@@ -30,7 +33,9 @@ def media_server(tmp_path: Path) -> Iterator[MediaServer]:
 def _ctx(tmp_path: Path, payload: dict, roots: str = "") -> StageContext:
     settings = Settings.from_env({"AUDIO_WORK_DIR": str(tmp_path / "work"), "AUDIO_LOCAL_ROOTS": roots,
                                   "AUDIO_DOWNLOAD_TIMEOUT": "5"})
-    return StageContext(job_id=7, payload=payload, settings=settings, run_id=1, worker_id="t")
+    attempt = Attempt(job_id=7, stage=Stage.DOWNLOAD, run_id=1, attempt=1, fence=1, dispatch=1, payload=payload)
+    # The guard's heartbeat thread is not started: these tests exercise the stage function alone.
+    return StageContext(settings=settings, attempt=attempt, guard=AttemptGuard(settings, attempt))
 
 
 def test_local_file_is_copied_into_the_job_dir(tmp_path: Path, media_root: Path) -> None:
@@ -40,6 +45,7 @@ def test_local_file_is_copied_into_the_job_dir(tmp_path: Path, media_root: Path)
     assert copied.parent == tmp_path / "work" / "job-7"
     assert copied.read_bytes() == JFK_FLAC.read_bytes()
     assert sorted(p.name for p in media_root.iterdir()) == ["jfk.flac"]  # nothing written next to the input
+    assert [p.name for p in copied.parent.iterdir()] == [copied.name]  # no scratch files left
 
 
 def test_local_file_swapped_for_a_symlink_after_submit_is_refused(tmp_path: Path, media_root: Path) -> None:
@@ -61,6 +67,7 @@ def test_direct_media_url_is_downloaded_with_yt_dlp(tmp_path: Path, media_server
     ctx = _ctx(tmp_path, {"url": media_server.url("jfk.flac")})
     download.run(ctx)
     assert ctx.source_file().read_bytes() == JFK_FLAC.read_bytes()
+    assert [p.name for p in ctx.job_dir.iterdir()] == ["source.flac"]  # the attempt's download dir is gone
 
 
 def test_missing_url_is_not_found(tmp_path: Path, media_server: MediaServer) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from audiojobs.config import Settings
@@ -12,7 +13,8 @@ from audiojobs.jobs import service
 from audiojobs.jobs.models import Analysis, Job, Transcript, TranscriptChunk
 from audiojobs.jobs.states import Stage
 from audiojobs.pipeline import store
-from audiojobs.pipeline.context import ANALYSIS_NAME, CHUNKS_NAME, TRANSCRIPT_NAME, StageContext
+from audiojobs.pipeline.context import ANALYSIS_NAME, CHUNKS_NAME, TRANSCRIPT_NAME, Outcome, StageContext
+from audiojobs.pipeline.guard import AttemptGuard, AttemptStopped
 
 TRANSCRIPT = {"language": "en", "duration": 11.0, "model": "tiny.en", "text": "Ask not.",
               "segments": [{"id": 0, "start": 0.0, "end": 11.0, "text": " Ask not."}]}
@@ -23,10 +25,11 @@ def _prepared(db_url: str, tmp_path: Path) -> StageContext:
     with session_scope(db_url) as s:
         job_id = service.create_job(s, owner_user_id="1", payload={"local_path": "/m/a.flac"}, queue="audio_cpu",
                                     max_retries=3, request_id=None).id
-        run = service.begin_stage(s, job_id, Stage.STORE, worker_id="w", lease_seconds=60)
-        assert run is not None
-        run_id = run.id
-    ctx = StageContext(job_id=job_id, payload={}, settings=settings, run_id=run_id, worker_id="w")
+        s.get(Job, job_id).stage = Stage.STORE.value  # type: ignore[union-attr]
+        started = service.begin_stage(s, job_id, Stage.STORE, dispatch=1, worker_id="w", lease_seconds=60,
+                                      holder_is_dead=lambda _h: False)
+        assert started.attempt is not None
+    ctx = StageContext(settings=settings, attempt=started.attempt, guard=AttemptGuard(settings, started.attempt))
     ctx.write_json(TRANSCRIPT_NAME, TRANSCRIPT)
     ctx.write_json(CHUNKS_NAME, [{"index": 0, "text": "Ask not.", "start": 0.0, "end": 11.0}])
     ctx.write_json(ANALYSIS_NAME, {"provider": "local", "model": None, "summary": "Ask not.", "key_phrases": ["ask"]})
@@ -41,15 +44,19 @@ def _counts(db_url: str, job_id: int) -> tuple[int, int, int]:
 
 def test_store_completes_once_and_removes_work_dir(db_url: str, tmp_path: Path) -> None:
     ctx = _prepared(db_url, tmp_path)
-    assert store.run(ctx) is True
+    assert store.run(ctx) is Outcome.FINISHED
     assert _counts(db_url, ctx.job_id) == (1, 1, 1)
     assert not ctx.job_dir.exists()
     with session_scope(db_url) as s:
         job = s.get(Job, ctx.job_id)
         assert job is not None and job.status == "completed" and job.completed_at is not None
         assert [r.status for r in job.stage_runs] == ["succeeded"]
-    # A re-delivered store finds the job final and writes nothing more.
-    assert store.run(ctx) is False
+    # The same attempt again (or a stale one) finds the job final and writes nothing more.
+    ctx.ensure_job_dir()
+    for name in (TRANSCRIPT_NAME, CHUNKS_NAME):
+        ctx.write_json(name, TRANSCRIPT if name == TRANSCRIPT_NAME else [])
+    with pytest.raises(AttemptStopped, match="completed"):
+        store.run(ctx)
     assert _counts(db_url, ctx.job_id) == (1, 1, 1)
 
 
@@ -57,5 +64,5 @@ def test_store_replaces_partial_results_of_an_earlier_attempt(db_url: str, tmp_p
     ctx = _prepared(db_url, tmp_path)
     with session_scope(db_url) as s:  # an earlier attempt that died after writing, before committing its state
         s.add(TranscriptChunk(job_id=ctx.job_id, chunk_index=5, text="stale", start_seconds=0, end_seconds=1))
-    assert store.run(ctx) is True
+    assert store.run(ctx) is Outcome.FINISHED
     assert _counts(db_url, ctx.job_id) == (1, 1, 1)
