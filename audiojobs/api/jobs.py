@@ -22,7 +22,7 @@ from audiojobs.api.schemas import (
 from audiojobs.api.serializers import job_summary, job_to_dict, result_to_dict, stage_run_to_dict
 from audiojobs.db import session_scope
 from audiojobs.errors import Conflict, ServiceUnavailable
-from audiojobs.jobs import service
+from audiojobs.jobs import recovery, service
 from audiojobs.jobs.models import Analysis, Job, Transcript, TranscriptChunk
 from audiojobs.jobs.states import JobStatus, Stage
 from audiojobs.pipeline import flow
@@ -77,7 +77,7 @@ def submit() -> ResponseReturnValue:
         raise ServiceUnavailable("the job queue is unavailable; try again shortly", code="broker_unavailable",
                                  headers={"Retry-After": "5"}) from None
     with session_scope(settings.effective_database_url) as session:
-        service.mark_published(session, first)
+        recovery.mark_published(session, first)
     log.info("job %s submitted by %s", job.id, owner)
     return _accepted(job)
 

@@ -99,13 +99,13 @@ def _lock_job(session: Session, job_id: int) -> Job | None:
     return session.execute(sa.select(Job).where(Job.id == job_id).with_for_update()).scalar_one_or_none()
 
 
-def _set_status(job: Job, status: JobStatus) -> None:
+def set_status(job: Job, status: JobStatus) -> None:
     check_transition(job.status_enum, status)
     job.status = status.value
     job.updated_at = utcnow()
 
 
-def _close_run(run: StageRun, status: StageRunStatus, code: str | None = None, message: str | None = None) -> None:
+def close_run(run: StageRun, status: StageRunStatus, code: str | None = None, message: str | None = None) -> None:
     now = utcnow()
     run.status = status.value
     run.finished_at = now
@@ -114,21 +114,21 @@ def _close_run(run: StageRun, status: StageRunStatus, code: str | None = None, m
     run.error_message = message[:MAX_ERROR_MESSAGE] if message else None
 
 
-def _note_error(job: Job, stage: str | None, code: str, message: str) -> None:
+def note_error(job: Job, stage: str | None, code: str, message: str) -> None:
     errors = list(job.attempt_errors or [])
     errors.append({"at": utcnow().isoformat().replace("+00:00", "Z"), "stage": stage, "code": code,
                    "message": message[:500]})
     job.attempt_errors = errors[-MAX_ATTEMPT_ERRORS:]
 
 
-def _open_runs(session: Session, job_id: int) -> list[StageRun]:
+def open_runs(session: Session, job_id: int) -> list[StageRun]:
     return list(session.scalars(
         sa.select(StageRun).where(StageRun.job_id == job_id, StageRun.finished_at.is_(None)).order_by(StageRun.id)
     ))
 
 
-def _end(job: Job, status: JobStatus, code: str | None, message: str | None) -> None:
-    _set_status(job, status)
+def end_job(job: Job, status: JobStatus, code: str | None, message: str | None) -> None:
+    set_status(job, status)
     now = utcnow()
     job.error_code = code
     job.error_message = message[:MAX_ERROR_MESSAGE] if message else None
@@ -198,17 +198,17 @@ def begin_stage(session: Session, job_id: int, stage: Stage, *, dispatch: int, w
     if (job.leased_until is not None and job.leased_until > now and job.worker_id
             and job.worker_id != worker_id and not holder_is_dead(job.worker_id)):
         return StageDecision(Decision.IGNORE, f"leased by {job.worker_id} until {job.leased_until.isoformat()}")
-    dangling = _open_runs(session, job_id)
+    dangling = open_runs(session, job_id)
     if dangling:  # an earlier attempt never finished: its worker died. That costs a retry.
         for run in dangling:
-            _close_run(run, StageRunStatus.LOST, "worker_lost", f"worker {run.worker_id} stopped during the stage")
+            close_run(run, StageRunStatus.LOST, "worker_lost", f"worker {run.worker_id} stopped during the stage")
         job.retry_count += 1
-        _note_error(job, stage.value, "worker_lost", f"worker {dangling[-1].worker_id} stopped during {stage.value}")
+        note_error(job, stage.value, "worker_lost", f"worker {dangling[-1].worker_id} stopped during {stage.value}")
         if job.retry_count > job.max_retries:
-            _end(job, JobStatus.FAILED, "lease_expired",
+            end_job(job, JobStatus.FAILED, "lease_expired",
                  f"{stage.value} lost its worker {job.retry_count} times; giving up")
             return StageDecision(Decision.IGNORE, "retries exhausted", job_status=job.status)
-    _set_status(job, JobStatus.PROCESSING)
+    set_status(job, JobStatus.PROCESSING)
     job.fence += 1
     job.stage = stage.value
     job.started_at = job.started_at or now
@@ -239,7 +239,12 @@ def _close_own_run(session: Session, attempt: Attempt, status: StageRunStatus, c
                    message: str | None = None) -> None:
     run = session.get(StageRun, attempt.run_id)
     if run is not None and run.finished_at is None:
-        _close_run(run, status, code, message)
+        close_run(run, status, code, message)
+
+
+def _close_stale_run(session: Session, attempt: Attempt) -> None:
+    """The attempt lost its job: record why (cancelled, or taken over) on its run."""
+    close_stopped_run(session, attempt, attempt_lost_reason(session, attempt) or "taken_over")
 
 
 def renew_lease(session: Session, attempt: Attempt, lease_seconds: int) -> str | None:
@@ -272,7 +277,7 @@ def finish_stage(session: Session, attempt: Attempt, *, skipped: bool = False) -
     """Close the attempt's run and move the job to its next stage; False if the attempt is stale."""
     job = _own_job(session, attempt)
     if job is None:
-        _close_own_run(session, attempt, StageRunStatus.STALE, "stale_attempt", "the job moved on without it")
+        _close_stale_run(session, attempt)
         return False
     _close_own_run(session, attempt, StageRunStatus.SKIPPED if skipped else StageRunStatus.SUCCEEDED)
     following = next_stage(attempt.stage)
@@ -287,15 +292,18 @@ def fail_job(session: Session, job_id: int, *, code: str, message: str, attempt:
     """End the job ``failed`` with ``code``. False (nothing changed) if it is final or ``attempt`` is stale."""
     if attempt is not None:
         job = _own_job(session, attempt)
-        _close_own_run(session, attempt, StageRunStatus.FAILED if job else StageRunStatus.STALE, code, message)
+        if job is None:
+            _close_stale_run(session, attempt)
+        else:
+            _close_own_run(session, attempt, StageRunStatus.FAILED, code, message)
     else:
         job = _lock_job(session, job_id)
         if job is not None and job.status_enum.is_final:
             job = None
     if job is None:
         return False
-    _note_error(job, job.stage, code, message)
-    _end(job, JobStatus.FAILED, code, message)
+    note_error(job, job.stage, code, message)
+    end_job(job, JobStatus.FAILED, code, message)
     return True
 
 
@@ -304,15 +312,15 @@ def retry_later(session: Session, attempt: Attempt, *, code: str, message: str, 
     ``failed`` (retries used up) or ``stale``."""
     job = _own_job(session, attempt)
     if job is None:
-        _close_own_run(session, attempt, StageRunStatus.STALE, code, message)
+        _close_stale_run(session, attempt)
         return "stale"
     _close_own_run(session, attempt, StageRunStatus.RETRYING, code, message)
     job.retry_count += 1
-    _note_error(job, attempt.stage.value, code, message)
+    note_error(job, attempt.stage.value, code, message)
     if job.retry_count > job.max_retries:
-        _end(job, JobStatus.FAILED, code, f"{message} (gave up after {job.max_retries} retries)")
+        end_job(job, JobStatus.FAILED, code, f"{message} (gave up after {job.max_retries} retries)")
         return "failed"
-    _set_status(job, JobStatus.QUEUED)
+    set_status(job, JobStatus.QUEUED)
     job.error_code = code
     job.error_message = message[:MAX_ERROR_MESSAGE]
     job.leased_until = None
@@ -323,7 +331,7 @@ def retry_later(session: Session, attempt: Attempt, *, code: str, message: str, 
 
 
 def complete_job(session: Session, job: Job) -> None:
-    _end(job, JobStatus.COMPLETED, None, None)
+    end_job(job, JobStatus.COMPLETED, None, None)
 
 
 def set_media_duration(session: Session, attempt: Attempt, seconds: float) -> bool:
@@ -353,9 +361,8 @@ def cancel_job(session: Session, job_id: int, principal: Principal) -> Job:
         raise NotFound(f"job {job_id} not found")
     if job.status_enum.is_final:
         raise Conflict(f"job {job_id} is already {job.status}", code="job_final")
-    for run in _open_runs(session, job_id):
-        _close_run(run, StageRunStatus.CANCELLED, "cancelled", "cancelled while running")
-    _end(job, JobStatus.CANCELLED, "cancelled", f"cancelled by user {principal.user_id}")
+    # A running attempt notices within about a second, stops and closes its own stage run.
+    end_job(job, JobStatus.CANCELLED, "cancelled", f"cancelled by user {principal.user_id}")
     job.cancelled_at = job.completed_at
     return job
 
@@ -366,68 +373,6 @@ def delete_job(session: Session, job_id: int, principal: Principal) -> None:
         raise Conflict(f"job {job_id} is {job.status}; cancel it before deleting it", code="job_not_final")
     session.delete(job)
     session.flush()
-
-
-# --- Reaping and dispatching --------------------------------------------------------------------
-def reap_expired_leases(session: Session) -> list[int]:
-    """Jobs whose running attempt's lease ran out (its worker died or hangs): retry or fail them."""
-    now = utcnow()
-    query = (sa.select(Job).where(Job.status == JobStatus.PROCESSING.value, Job.leased_until.is_not(None),
-                                  Job.leased_until < now).with_for_update(skip_locked=True))
-    reaped = []
-    for job in session.scalars(query):
-        stage = job.stage or PIPELINE[0].value
-        for run in _open_runs(session, job.id):
-            _close_run(run, StageRunStatus.LOST, "lease_expired", f"lease of {run.worker_id} ran out")
-        job.retry_count += 1
-        _note_error(job, stage, "lease_expired", f"the lease of {job.worker_id} on {stage} ran out")
-        if job.retry_count > job.max_retries:
-            _end(job, JobStatus.FAILED, "lease_expired",
-                 f"{stage} lost its worker {job.retry_count} times; giving up")
-        else:
-            _set_status(job, JobStatus.QUEUED)
-            job.leased_until = None
-            job.worker_id = None
-            job.dispatch += 1
-            job.dispatch_due_at = now
-        reaped.append(job.id)
-    return reaped
-
-
-def redispatch_waiting(session: Session) -> list[int]:
-    """The broker lost its messages: every active job not held by a live lease gets a new dispatch."""
-    now = utcnow()
-    query = (sa.select(Job).where(Job.status.in_(ACTIVE_STATUSES),
-                                  sa.or_(Job.leased_until.is_(None), Job.leased_until < now))
-             .with_for_update(skip_locked=True))
-    ids = []
-    for job in session.scalars(query):
-        job.dispatch += 1
-        job.dispatch_due_at = now - DISPATCH_GRACE
-        ids.append(job.id)
-    return ids
-
-
-def due_dispatches(session: Session, limit: int = 500) -> list[Dispatch]:
-    """Dispatches that are due and that nobody else published: the reaper publishes them."""
-    cutoff = utcnow() - DISPATCH_GRACE
-    rows = session.execute(
-        sa.select(Job.id, Job.dispatch, Job.stage).where(
-            Job.dispatch_due_at.is_not(None), Job.dispatch_due_at <= cutoff, Job.status.in_(ACTIVE_STATUSES)
-        ).order_by(Job.dispatch_due_at).limit(limit)
-    )
-    return [Dispatch(job_id, dispatch, Stage(stage or PIPELINE[0].value)) for job_id, dispatch, stage in rows]
-
-
-def mark_published(session: Session, dispatch: Dispatch) -> None:
-    session.execute(sa.update(Job).where(Job.id == dispatch.job_id, Job.dispatch == dispatch.dispatch)
-                    .values(dispatch_due_at=None))
-
-
-def mark_dispatch_due(session: Session, job_id: int, delay_seconds: float = 0.0) -> None:
-    """Publishing the job's next message failed: let the reaper publish it."""
-    session.execute(sa.update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE_STATUSES))
-                    .values(dispatch_due_at=utcnow() + dt.timedelta(seconds=delay_seconds)))
 
 
 # --- Queries -------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ Each pass (``AUDIO_REAPER_INTERVAL_SECONDS``):
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from dataclasses import dataclass
 from functools import lru_cache
@@ -21,7 +22,7 @@ from celery import Celery
 
 from audiojobs.config import Settings
 from audiojobs.db import session_scope, utcnow
-from audiojobs.jobs import service
+from audiojobs.jobs import recovery
 from audiojobs.pipeline.flow import publish
 
 log = logging.getLogger(__name__)
@@ -45,22 +46,23 @@ def _redis(url: str) -> redis.Redis:
 def reap(settings: Settings, celery: Celery) -> ReapReport:
     db_url = settings.effective_database_url
     with session_scope(db_url) as session:
-        expired = service.reap_expired_leases(session)
+        expired = recovery.reap_expired_leases(session)
+        recovery.close_abandoned_runs(session, dt.timedelta(seconds=settings.lease_seconds))
     assert settings.redis_url is not None
     client = _redis(settings.redis_url)
     redispatched: list[int] = []
     broker_was_reset = not client.exists(EPOCH_KEY)
     if broker_was_reset:
         with session_scope(db_url) as session:
-            redispatched = service.redispatch_waiting(session)
+            redispatched = recovery.redispatch_waiting(session)
         client.set(EPOCH_KEY, utcnow().isoformat())
     with session_scope(db_url) as session:
-        due = service.due_dispatches(session)
+        due = recovery.due_dispatches(session)
     published = 0
     for dispatch in due:
         publish(celery, dispatch)
         with session_scope(db_url) as session:
-            service.mark_published(session, dispatch)
+            recovery.mark_published(session, dispatch)
         published += 1
     report = ReapReport(len(expired), len(redispatched), published, broker_was_reset)
     if expired or redispatched or published:

@@ -24,7 +24,7 @@ from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from audiojobs.celery_app import AudioJobsTask, app_settings
 from audiojobs.db import session_scope
 from audiojobs.errors import AudioJobsError
-from audiojobs.jobs import service
+from audiojobs.jobs import recovery, service
 from audiojobs.jobs.service import Decision
 from audiojobs.jobs.states import JobStatus, Stage
 from audiojobs.pipeline.context import Outcome, StageContext, remove_job_dir
@@ -145,6 +145,6 @@ class StageTask(AudioJobsTask):
         log.error("job %s: %s failed outside its stage: %r", job_id, self.name, exc)
         try:
             with session_scope(app_settings().effective_database_url) as session:
-                service.mark_dispatch_due(session, int(job_id), delay_seconds=5)
+                recovery.mark_dispatch_due(session, int(job_id), delay_seconds=5)
         except Exception as inner:  # noqa: BLE001 - the lease and the reaper remain as the last resort
             log.error("job %s: could not schedule a re-dispatch: %r", job_id, inner)

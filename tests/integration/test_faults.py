@@ -179,3 +179,34 @@ def test_postgres_stopped_for_ten_seconds(tmp_path: Path, test_redis: RedisServe
             assert counts == {"submitted": 6, "completed": 6, "lost": 0, "duplicated": 0}
     finally:
         pg.cleanup()
+
+
+def test_sigterm_hands_the_running_stage_back_within_bounded_time(bare_stack: Stack, long_audio: Path) -> None:
+    stack = bare_stack
+    env = {"AUDIO_WORKER_SOFT_SHUTDOWN_SECONDS": "2"}
+    path = stack.media_root / "long-term.flac"
+    path.write_bytes(long_audio.read_bytes())
+    worker = stack.start_worker(env=env)
+    try:
+        job_id = submit(stack, path)
+        wait_for_job(stack.client, job_id, timeout=60, until=lambda b: b["stage"] == "audio_transcribe"
+                     and b["status"] == "processing")
+        started = time.monotonic()
+        worker.proc.send_signal(signal.SIGTERM)  # as an orchestrator stops a container
+        worker.proc.wait(timeout=30)
+        shutdown = time.monotonic() - started
+    finally:
+        worker.stop()
+    print(f"\nSIGTERM during transcription: worker gone after {shutdown:.1f} s")
+    assert shutdown < 15
+    # The stage went back to the broker: the next worker takes it at once (its holder is gone),
+    # without waiting for the lease (120 s) to run out.
+    rescuer = stack.start_worker()
+    try:
+        job = wait_for_job(stack.client, job_id, timeout=90)
+    finally:
+        rescuer.stop()
+    assert job["status"] == "completed", job
+    assert runs_of(stack, job_id, "audio_transcribe")[-1] == "succeeded"
+    counts = tally(stack, [job_id], "SIGTERM while transcribing")
+    assert counts["lost"] == 0 and counts["duplicated"] == 0

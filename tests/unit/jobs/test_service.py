@@ -8,7 +8,7 @@ import pytest
 
 from audiojobs.db import session_scope, utcnow
 from audiojobs.errors import Conflict
-from audiojobs.jobs import service
+from audiojobs.jobs import recovery, service
 from audiojobs.jobs.models import Job, StageRun
 from audiojobs.jobs.service import Decision, Principal
 from audiojobs.jobs.states import Stage
@@ -110,7 +110,7 @@ def test_reaper_retries_expired_leases_then_gives_up(db_url: str) -> None:
         with session_scope(db_url) as s:
             s.get(Job, job_id).leased_until = utcnow() - dt.timedelta(seconds=1)  # type: ignore[union-attr]
         with session_scope(db_url) as s:
-            assert service.reap_expired_leases(s) == [job_id]
+            assert recovery.reap_expired_leases(s) == [job_id]
         job = _job(db_url, job_id)
         if round_ == 0:
             assert (job.status, job.retry_count, job.dispatch) == ("queued", 1, 2)
@@ -129,21 +129,21 @@ def test_retry_later_backs_off_with_a_new_dispatch(db_url: str) -> None:
     job = _job(db_url, job_id)
     assert (job.status, job.retry_count, job.dispatch, job.worker_id) == ("queued", 1, 2, None)
     with session_scope(db_url) as s:
-        assert service.due_dispatches(s) == []  # not before its backoff
+        assert recovery.due_dispatches(s) == []  # not before its backoff
         s.get(Job, job_id).dispatch_due_at = utcnow() - dt.timedelta(seconds=5)  # type: ignore[union-attr]
     with session_scope(db_url) as s:
-        due = service.due_dispatches(s)
+        due = recovery.due_dispatches(s)
         assert due == [service.Dispatch(job_id, 2, Stage.DOWNLOAD)]
-        service.mark_published(s, due[0])
+        recovery.mark_published(s, due[0])
     with session_scope(db_url) as s:
-        assert service.due_dispatches(s) == []
+        assert recovery.due_dispatches(s) == []
 
 
 def test_broker_loss_redispatches_every_waiting_job_but_not_running_ones(db_url: str) -> None:
     waiting, running = _create(db_url), _create(db_url)
     assert _begin(db_url, running).decision is Decision.START
     with session_scope(db_url) as s:
-        assert service.redispatch_waiting(s) == [waiting]
+        assert recovery.redispatch_waiting(s) == [waiting]
     assert _job(db_url, waiting).dispatch == 2 and _job(db_url, running).dispatch == 1
 
 

@@ -1,0 +1,98 @@
+"""Recovery writes on Job rows: expired leases, abandoned runs, broker loss, and the dispatch outbox.
+
+The reaper (pipeline/reaper.py) calls these; see service.py for the tokens they rely on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from audiojobs.db import utcnow
+from audiojobs.jobs.models import Job, StageRun
+from audiojobs.jobs.service import (
+    ACTIVE_STATUSES,
+    DISPATCH_GRACE,
+    Dispatch,
+    close_run,
+    end_job,
+    note_error,
+    open_runs,
+    set_status,
+)
+from audiojobs.jobs.states import FINAL_STATUSES, PIPELINE, JobStatus, Stage, StageRunStatus
+
+
+def reap_expired_leases(session: Session) -> list[int]:
+    """Jobs whose running attempt's lease ran out (its worker died or hangs): retry or fail them."""
+    now = utcnow()
+    query = (sa.select(Job).where(Job.status == JobStatus.PROCESSING.value, Job.leased_until.is_not(None),
+                                  Job.leased_until < now).with_for_update(skip_locked=True))
+    reaped = []
+    for job in session.scalars(query):
+        stage = job.stage or PIPELINE[0].value
+        for run in open_runs(session, job.id):
+            close_run(run, StageRunStatus.LOST, "lease_expired", f"lease of {run.worker_id} ran out")
+        job.retry_count += 1
+        note_error(job, stage, "lease_expired", f"the lease of {job.worker_id} on {stage} ran out")
+        if job.retry_count > job.max_retries:
+            end_job(job, JobStatus.FAILED, "lease_expired",
+                 f"{stage} lost its worker {job.retry_count} times; giving up")
+        else:
+            set_status(job, JobStatus.QUEUED)
+            job.leased_until = None
+            job.worker_id = None
+            job.dispatch += 1
+            job.dispatch_due_at = now
+        reaped.append(job.id)
+    return reaped
+
+
+def close_abandoned_runs(session: Session, older_than: dt.timedelta) -> int:
+    """Stage runs still open on final jobs whose attempt never reported back (its worker died)."""
+    cutoff = utcnow() - older_than
+    runs = session.scalars(sa.select(StageRun).join(Job, Job.id == StageRun.job_id).where(
+        StageRun.finished_at.is_(None), Job.status.in_([s.value for s in FINAL_STATUSES]), Job.updated_at < cutoff))
+    count = 0
+    for run in runs:
+        close_run(run, StageRunStatus.LOST, "worker_lost", "its worker never reported back")
+        count += 1
+    return count
+
+
+def redispatch_waiting(session: Session) -> list[int]:
+    """The broker lost its messages: every active job not held by a live lease gets a new dispatch."""
+    now = utcnow()
+    query = (sa.select(Job).where(Job.status.in_(ACTIVE_STATUSES),
+                                  sa.or_(Job.leased_until.is_(None), Job.leased_until < now))
+             .with_for_update(skip_locked=True))
+    ids = []
+    for job in session.scalars(query):
+        job.dispatch += 1
+        job.dispatch_due_at = now - DISPATCH_GRACE
+        ids.append(job.id)
+    return ids
+
+
+def due_dispatches(session: Session, limit: int = 500) -> list[Dispatch]:
+    """Dispatches that are due and that nobody else published: the reaper publishes them."""
+    cutoff = utcnow() - DISPATCH_GRACE
+    rows = session.execute(
+        sa.select(Job.id, Job.dispatch, Job.stage).where(
+            Job.dispatch_due_at.is_not(None), Job.dispatch_due_at <= cutoff, Job.status.in_(ACTIVE_STATUSES)
+        ).order_by(Job.dispatch_due_at).limit(limit)
+    )
+    return [Dispatch(job_id, dispatch, Stage(stage or PIPELINE[0].value)) for job_id, dispatch, stage in rows]
+
+
+def mark_published(session: Session, dispatch: Dispatch) -> None:
+    session.execute(sa.update(Job).where(Job.id == dispatch.job_id, Job.dispatch == dispatch.dispatch)
+                    .values(dispatch_due_at=None))
+
+
+def mark_dispatch_due(session: Session, job_id: int, delay_seconds: float = 0.0) -> None:
+    """Publishing the job's next message failed: let the reaper publish it."""
+    session.execute(sa.update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE_STATUSES))
+                    .values(dispatch_due_at=utcnow() + dt.timedelta(seconds=delay_seconds)))

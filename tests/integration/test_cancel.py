@@ -1,0 +1,139 @@
+"""Cancellation: queued, while converting, while transcribing. Then delete."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from audiojobs.db import session_scope
+from audiojobs.jobs.models import StageRun, Transcript
+from tests.conftest import AUTH, wait_for_job
+from tests.integration.conftest import Stack
+from tests.media import jfk_repeated
+
+pytestmark = pytest.mark.integration
+BASE = "/api/v1/audio/jobs"
+
+
+def submit(stack: Stack, path: Path) -> int:
+    resp = stack.client.post(f"{BASE}/submit", json={"local_path": str(path)}, headers=AUTH)
+    assert resp.status_code == 202
+    return int(resp.get_json()["id"])
+
+
+def cancel(stack: Stack, job_id: int) -> dict:
+    resp = stack.client.post(f"{BASE}/{job_id}/cancel", headers=AUTH)
+    assert resp.status_code == 200, resp.get_json()
+    body = resp.get_json()
+    assert body["status"] == "cancelled" and body["cancelled_at"]
+    return body
+
+
+def open_or_running_runs(stack: Stack, job_id: int) -> list[str]:
+    with session_scope(stack.settings.effective_database_url) as session:
+        return list(session.scalars(sa.select(StageRun.stage).where(
+            StageRun.job_id == job_id, StageRun.finished_at.is_(None))))
+
+
+def assert_cleanly_cancelled(stack: Stack, job_id: int, within: float = 10) -> dict:
+    """Final, no result, no files, no running stage, and the owner's processing count back to 0."""
+    deadline = time.monotonic() + within
+    while open_or_running_runs(stack, job_id) or (stack.settings.work_path / f"job-{job_id}").exists():
+        assert time.monotonic() < deadline, "the running stage did not stop"
+        time.sleep(0.2)
+    job = stack.client.get(f"{BASE}/{job_id}", headers=AUTH).get_json()
+    assert job["status"] == "cancelled" and job["error_code"] == "cancelled"
+    assert stack.client.get(f"{BASE}/{job_id}/result", headers=AUTH).status_code == 409
+    with session_scope(stack.settings.effective_database_url) as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(Transcript)
+                              .where(Transcript.job_id == job_id)) == 0
+    owner = job["owner_user_id"]
+    processing = stack.client.get(f"{BASE}/admin/owner/{owner}/processing", headers=AUTH).get_json()
+    assert processing["processing"] == 0
+    return job
+
+
+@pytest.fixture(scope="module")
+def long_audio(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return jfk_repeated(tmp_path_factory.mktemp("long") / "jfk-x30.flac", 30)  # 5.5 minutes
+
+
+def test_cancel_while_queued_never_starts(bare_stack: Stack) -> None:
+    job_id = submit(bare_stack, bare_stack.media_root / "jfk.flac")  # no worker yet: it waits in the queue
+    cancel(bare_stack, job_id)
+    worker = bare_stack.start_worker()
+    try:
+        time.sleep(3)  # the worker receives the message, and ignores it
+        job = assert_cleanly_cancelled(bare_stack, job_id)
+        assert job["stages"] == [] and job["started_at"] is None
+    finally:
+        worker.stop()
+
+
+def test_cancel_while_converting(bare_stack: Stack) -> None:
+    worker = bare_stack.start_worker(app="tests.fault_apps", env={"AUDIOJOBS_TEST_FAULT": "slow_convert"})
+    try:
+        job_id = submit(bare_stack, bare_stack.media_root / "jfk.flac")
+        wait_for_job(bare_stack.client, job_id, timeout=30, until=lambda b: b["stage"] == "audio_convert"
+                     and b["status"] == "processing" and any(s["status"] == "running" for s in b["stages"]))
+        started = time.monotonic()
+        cancel(bare_stack, job_id)
+        job = assert_cleanly_cancelled(bare_stack, job_id)
+        assert time.monotonic() - started < 5
+        assert [(s["stage"], s["status"]) for s in job["stages"]][-1] == ("audio_convert", "cancelled")
+    finally:
+        worker.stop()
+
+
+def test_cancel_while_transcribing_stops_between_segments(bare_stack: Stack, long_audio: Path) -> None:
+    path = bare_stack.media_root / "long-cancel.flac"
+    path.write_bytes(long_audio.read_bytes())
+    worker = bare_stack.start_worker()
+    try:
+        job_id = submit(bare_stack, path)
+        wait_for_job(bare_stack.client, job_id, timeout=60, until=lambda b: b["stage"] == "audio_transcribe"
+                     and b["status"] == "processing")
+        time.sleep(7)  # into decoding: 5.5 minutes of audio take ~50 s here, a 30-s window every ~5 s
+        started = time.monotonic()
+        cancel(bare_stack, job_id)
+        job = assert_cleanly_cancelled(bare_stack, job_id)
+        stopped_in = time.monotonic() - started
+        print(f"\ncancel while transcribing: stage stopped and files gone in {stopped_in:.2f} s")
+        assert [(s["stage"], s["status"]) for s in job["stages"]][-1] == ("audio_transcribe", "cancelled")
+        # It stops at the next segment boundary: well before the ~40 s the transcription had left.
+        assert stopped_in < 12
+        # The next job runs normally on the same worker.
+        follow = submit(bare_stack, bare_stack.media_root / "jfk.flac")
+        assert wait_for_job(bare_stack.client, follow)["status"] == "completed"
+    finally:
+        worker.stop()
+
+
+def test_cancel_final_is_409_and_delete_removes_results(bare_stack: Stack) -> None:
+    worker = bare_stack.start_worker()
+    try:
+        job_id = submit(bare_stack, bare_stack.media_root / "jfk.flac")
+        assert wait_for_job(bare_stack.client, job_id)["status"] == "completed"
+    finally:
+        worker.stop()
+    resp = bare_stack.client.post(f"{BASE}/{job_id}/cancel", headers=AUTH)
+    assert resp.status_code == 409 and resp.get_json()["error"]["code"] == "job_final"
+    resp = bare_stack.client.delete(f"{BASE}/{job_id}", headers=AUTH)
+    assert resp.status_code == 204
+    assert bare_stack.client.get(f"{BASE}/{job_id}", headers=AUTH).status_code == 404
+    assert bare_stack.client.get(f"{BASE}/{job_id}/result", headers=AUTH).status_code == 404
+    with session_scope(bare_stack.settings.effective_database_url) as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(Transcript)
+                              .where(Transcript.job_id == job_id)) == 0
+    assert bare_stack.client.delete(f"{BASE}/{job_id}", headers=AUTH).status_code == 404
+
+
+def test_delete_of_an_active_job_is_409(bare_stack: Stack) -> None:
+    job_id = submit(bare_stack, bare_stack.media_root / "jfk.flac")  # no worker: stays queued
+    resp = bare_stack.client.delete(f"{BASE}/{job_id}", headers=AUTH)
+    assert resp.status_code == 409 and resp.get_json()["error"]["code"] == "job_not_final"
+    cancel(bare_stack, job_id)
+    assert bare_stack.client.delete(f"{BASE}/{job_id}", headers=AUTH).status_code == 204
