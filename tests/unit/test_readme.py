@@ -10,5 +10,5 @@ import docutils.utils
 
 def test_readme_renders_cleanly() -> None:
     text = (Path(__file__).resolve().parents[2] / "README.rst").read_text()
-    docutils.core.publish_string(text, writer_name="null",
+    docutils.core.publish_string(text, writer="null",
                                  settings_overrides={"report_level": 2, "halt_level": 2})
