@@ -136,3 +136,8 @@ def wait_for_job(client: FlaskClient, job_id: int, timeout: float = 90,
             return body
         time.sleep(0.2)
     raise AssertionError(f"job {job_id} did not get there in {timeout} s: {body}")
+
+
+def stage_running(stage: str) -> Callable[[dict[str, Any]], bool]:
+    """For wait_for_job: true once an attempt of ``stage`` is running (not just next in line)."""
+    return lambda body: any(s["stage"] == stage and s["status"] == "running" for s in body["stages"])

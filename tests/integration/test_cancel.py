@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from audiojobs.db import session_scope
 from audiojobs.jobs.models import StageRun, Transcript
-from tests.conftest import AUTH, wait_for_job
+from tests.conftest import AUTH, stage_running, wait_for_job
 from tests.integration.conftest import Stack
 from tests.media import jfk_repeated
 
@@ -77,8 +77,7 @@ def test_cancel_while_converting(bare_stack: Stack) -> None:
     worker = bare_stack.start_worker(app="tests.fault_apps", env={"AUDIOJOBS_TEST_FAULT": "slow_convert"})
     try:
         job_id = submit(bare_stack, bare_stack.media_root / "jfk.flac")
-        wait_for_job(bare_stack.client, job_id, timeout=30, until=lambda b: b["stage"] == "audio_convert"
-                     and b["status"] == "processing" and any(s["status"] == "running" for s in b["stages"]))
+        wait_for_job(bare_stack.client, job_id, timeout=30, until=stage_running("audio_convert"))
         started = time.monotonic()
         cancel(bare_stack, job_id)
         job = assert_cleanly_cancelled(bare_stack, job_id)
@@ -94,8 +93,7 @@ def test_cancel_while_transcribing_stops_between_segments(bare_stack: Stack, lon
     worker = bare_stack.start_worker()
     try:
         job_id = submit(bare_stack, path)
-        wait_for_job(bare_stack.client, job_id, timeout=60, until=lambda b: b["stage"] == "audio_transcribe"
-                     and b["status"] == "processing")
+        wait_for_job(bare_stack.client, job_id, timeout=60, until=stage_running("audio_transcribe"))
         time.sleep(7)  # into decoding: 5.5 minutes of audio take ~50 s here, a 30-s window every ~5 s
         started = time.monotonic()
         cancel(bare_stack, job_id)

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from audiojobs.db import session_scope
 from audiojobs.jobs.models import Job, StageRun, Transcript
-from tests.conftest import AUTH, wait_for_job, word_error_rate
+from tests.conftest import AUTH, stage_running, wait_for_job, word_error_rate
 from tests.integration.conftest import Stack, build_stack
 from tests.media import jfk_repeated
 from tests.services import JFK_TEXT, PrivatePostgres, RedisServer
@@ -81,8 +81,7 @@ def test_worker_sigkilled_while_transcribing_completes_once(bare_stack: Stack, l
     victim = stack.start_worker(env=env)
     try:
         job_id = submit(stack, path)
-        wait_for_job(stack.client, job_id, timeout=60, until=lambda b: b["stage"] == "audio_transcribe"
-                     and b["status"] == "processing")
+        wait_for_job(stack.client, job_id, timeout=60, until=stage_running("audio_transcribe"))
         os.killpg(victim.proc.pid, signal.SIGKILL)  # the whole worker: main process and pool
         victim.proc.wait()
         rescuer = stack.start_worker(env=env)
@@ -189,8 +188,7 @@ def test_sigterm_hands_the_running_stage_back_within_bounded_time(bare_stack: St
     worker = stack.start_worker(env=env)
     try:
         job_id = submit(stack, path)
-        wait_for_job(stack.client, job_id, timeout=60, until=lambda b: b["stage"] == "audio_transcribe"
-                     and b["status"] == "processing")
+        wait_for_job(stack.client, job_id, timeout=60, until=stage_running("audio_transcribe"))
         started = time.monotonic()
         worker.proc.send_signal(signal.SIGTERM)  # as an orchestrator stops a container
         worker.proc.wait(timeout=30)
