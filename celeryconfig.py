@@ -27,8 +27,11 @@ STAGE_TASKS = (
 def build(settings: Settings) -> dict[str, Any]:
     cpu, gpu, control = settings.cpu_queue, settings.transcribe_queue, settings.control_queue
     redis_url = settings.redis_url
-    queues = [Queue(name, Exchange(name, type="direct"), routing_key=name)
-              for name in dict.fromkeys([control, cpu, gpu])]
+    # The anonymous exchange: Redis puts a message straight on the list named by its routing key.
+    # A named exchange would route through binding keys kept in Redis, which a Redis restart
+    # without persistence loses while producers still believe them declared (messages dropped).
+    direct = Exchange("", type="direct")
+    queues = [Queue(name, direct, routing_key=name) for name in dict.fromkeys([control, cpu, gpu])]
     return {
         "broker_url": redis_url,
         "result_backend": None,
@@ -36,13 +39,13 @@ def build(settings: Settings) -> dict[str, Any]:
         # Routes: transcription to its own (GPU) queue, everything else to the CPU queue.
         "task_queues": queues,
         "task_default_queue": cpu,
-        "task_default_exchange": cpu,
+        "task_default_exchange": "",
         "task_default_routing_key": cpu,
         "task_routes": {
-            "audiojobs.audio_transcribe": {"queue": gpu, "exchange": gpu, "routing_key": gpu},
-            "audiojobs.reap": {"queue": control, "exchange": control, "routing_key": control},
-            "audiojobs.sweep_work_dirs": {"queue": control, "exchange": control, "routing_key": control},
-            "audiojobs.*": {"queue": cpu, "exchange": cpu, "routing_key": cpu},
+            "audiojobs.audio_transcribe": {"queue": gpu, "exchange": "", "routing_key": gpu},
+            "audiojobs.reap": {"queue": control, "exchange": "", "routing_key": control},
+            "audiojobs.sweep_work_dirs": {"queue": control, "exchange": "", "routing_key": control},
+            "audiojobs.*": {"queue": cpu, "exchange": "", "routing_key": cpu},
         },
         # Reliability: a task is acknowledged only after it ran, and re-delivered if its worker
         # dies; a worker takes one task at a time so no task waits behind a long transcription.

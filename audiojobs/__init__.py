@@ -28,6 +28,12 @@ def create_app(settings: Settings | None = None) -> Flask:
 
         # The key scripts/run-local generated, if any; with none every request gets 401.
         settings = dataclasses.replace(settings, api_key=read_secret(api_key_path(settings.var_path)))
+    if settings.auth_mode == "multi_user" and not settings.jwt_secret:
+        import dataclasses
+
+        from audiojobs.local_secrets import jwt_secret_path, read_or_create_secret
+
+        settings = dataclasses.replace(settings, jwt_secret=read_or_create_secret(jwt_secret_path(settings.var_path)))
     celery = producer_app(settings)
     settings = celery.conf.audiojobs_settings  # the embedded Redis, if one was started, is in here
     app = Flask(__name__)
@@ -35,5 +41,24 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["JSON_SORT_KEYS"] = False
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["celery"] = celery
+    _init_jwt(app, settings)
     api.init_app(app)
     return app
+
+
+def _init_jwt(app: Flask, settings: Settings) -> None:
+    import datetime as dt
+    import secrets
+
+    from flask_jwt_extended import JWTManager
+
+    app.config.update(
+        # Single-user mode issues no tokens; a random key keeps the extension from accepting any.
+        JWT_SECRET_KEY=settings.jwt_secret or secrets.token_urlsafe(32),
+        JWT_ALGORITHM="HS256",
+        JWT_DECODE_ALGORITHMS=["HS256"],  # never "none"
+        JWT_ACCESS_TOKEN_EXPIRES=dt.timedelta(minutes=settings.jwt_access_minutes),
+        JWT_REFRESH_TOKEN_EXPIRES=dt.timedelta(days=settings.jwt_refresh_days),
+        JWT_TOKEN_LOCATION=["headers"],
+    )
+    JWTManager(app)

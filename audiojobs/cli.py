@@ -122,6 +122,75 @@ def db_upgrade(revision: str) -> None:
     click.echo(f"database at {revision}: {settings.effective_database_url}")
 
 
+@main.group()
+def users() -> None:
+    """Users of AUTH_MODE=multi_user."""
+
+
+@users.command("create")
+@click.argument("name")
+@click.option("--admin", is_flag=True, help="Give the user the admin role.")
+@click.option("--tier", default=None, help="Tier (default: AUDIOJOBS_DEFAULT_TIER).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def users_create(name: str, admin: bool, tier: str | None, password_stdin: bool) -> None:
+    """Create user NAME (asks for a password unless --password-stdin)."""
+    from audiojobs.db import session_scope
+    from audiojobs.errors import AudioJobsError
+    from audiojobs.quotas.tiers import tier_table
+    from audiojobs.users import service
+
+    settings = _settings()
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        with session_scope(settings.effective_database_url) as session:
+            user = service.create_user(session, name, password=password, role="admin" if admin else "user",
+                                       tier=tier or settings.default_tier,
+                                       known_tiers=set(tier_table(settings.tier_limits_json)))
+            click.echo(f"created user {user.username} (id {user.id}, role {user.role}, tier {user.tier})")
+    except AudioJobsError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+@users.command("list")
+def users_list() -> None:
+    """List users: id, name, role, tier, state."""
+    from audiojobs.db import session_scope
+    from audiojobs.users import service
+
+    with session_scope(_settings().effective_database_url) as session:
+        for user in service.list_users(session):
+            state = "disabled" if user.disabled else "active"
+            click.echo(f"{user.id:>5}  {user.username:24} {user.role:6} {user.tier:12} {state}")
+
+
+@main.group()
+def keys() -> None:
+    """Per-user API keys."""
+
+
+@keys.command("create")
+@click.argument("username")
+@click.option("--name", "key_name", default="cli", show_default=True, help="A label for the key.")
+def keys_create(username: str, key_name: str) -> None:
+    """Create an API key for USERNAME and print it (it is shown only this once)."""
+    from audiojobs.db import session_scope
+    from audiojobs.errors import AudioJobsError
+    from audiojobs.users import service
+
+    try:
+        with session_scope(_settings().effective_database_url) as session:
+            user = service.get_user_by_name(session, username)
+            if user is None:
+                raise click.ClickException(f"no user {username!r}")
+            _row, key = service.create_api_key(session, user, key_name)
+    except AudioJobsError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(key)
+
+
 @main.command("config")
 def show_config() -> None:
     """List every setting: environment name, default, meaning."""

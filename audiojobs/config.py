@@ -80,6 +80,20 @@ _SPECS: tuple[tuple[str, str, Callable[[str, str], Any], str, str], ...] = (
     ("api_key", "AUDIOJOBS_API_KEY", _parse_optional_str, "", "single-user key; empty = the one in var/api_key"),
     ("auth_mode", "AUTH_MODE", _parse_choice("single_user", "multi_user"), "single_user", "who may call the API"),
     ("single_user_id", "AUDIOJOBS_SINGLE_USER_ID", _parse_str, "1", "owner_user_id of the single user"),
+    ("single_user_tier", "AUDIOJOBS_SINGLE_USER_TIER", _parse_str, "premium", "tier of the single user"),
+    ("jwt_secret", "AUDIOJOBS_JWT_SECRET", _parse_optional_str, "",
+     "signs JWTs in multi_user mode; empty = the one in var/jwt_secret"),
+    ("jwt_access_minutes", "AUDIOJOBS_JWT_ACCESS_MINUTES", _parse_int(1), "15", "access token lifetime"),
+    ("jwt_refresh_days", "AUDIOJOBS_JWT_REFRESH_DAYS", _parse_int(1), "30", "refresh token lifetime"),
+    ("default_tier", "AUDIOJOBS_DEFAULT_TIER", _parse_str, "free", "tier of a new user"),
+    ("tier_limits_json", "AUDIO_TIER_LIMITS_JSON", _parse_optional_str, "",
+     "JSON overriding or adding tiers: {name: {daily_minutes, concurrent_jobs, max_file_mb}}"),
+    ("max_queued_per_user", "AUDIO_MAX_QUEUED_PER_USER", _parse_int(1), "100",
+     "queued jobs a user may have before submit answers 429"),
+    ("quota_reset_cron", "AUDIO_QUOTA_RESET_CRON", _parse_str, "0 0 * * *",
+     "when beat resets and reconciles quotas (cron, UTC)"),
+    ("strict_queue_depth", "AUDIO_STRICT_QUEUE_DEPTH", _parse_int(1), "2",
+     "with AUDIO_JOBS_OWNER_STRICT: admitted jobs that may wait unstarted"),
     ("local_roots", "AUDIO_LOCAL_ROOTS", _parse_paths, "", "dirs local_path may point into (':'-separated)"),
     ("work_dir", "AUDIO_WORK_DIR", _parse_optional_str, "", "per-job scratch dirs; empty = var/work"),
     ("default_model", "AUDIO_DEFAULT_MODEL", _parse_str, "tiny.en", "what model 'whisper-1' means"),
@@ -132,6 +146,15 @@ class Settings:
     api_key: str | None
     auth_mode: str
     single_user_id: str
+    single_user_tier: str
+    jwt_secret: str | None
+    jwt_access_minutes: int
+    jwt_refresh_days: int
+    default_tier: str
+    tier_limits_json: str | None
+    max_queued_per_user: int
+    quota_reset_cron: str
+    strict_queue_depth: int
     local_roots: tuple[str, ...]
     work_dir: str | None
     default_model: str
@@ -179,9 +202,15 @@ class Settings:
     def validate(self) -> None:
         if self.chunk_overlap_chars >= self.chunk_max_chars:
             raise ConfigError("AUDIO_CHUNK_OVERLAP_CHARS must be smaller than AUDIO_CHUNK_MAX_CHARS")
-        if self.cpu_queue == self.transcribe_queue:
-            # Allowed: a CPU-only deployment may route transcription to the CPU queue.
-            pass
+        from audiojobs.quotas.tiers import tier_table
+
+        tiers = tier_table(self.tier_limits_json)  # raises ConfigError naming AUDIO_TIER_LIMITS_JSON
+        for name, tier in (("AUDIOJOBS_DEFAULT_TIER", self.default_tier),
+                           ("AUDIOJOBS_SINGLE_USER_TIER", self.single_user_tier)):
+            if tier not in tiers:
+                raise ConfigError(f"{name}: unknown tier {tier!r}; known: {', '.join(sorted(tiers))}")
+        if len(self.quota_reset_cron.split()) != 5:
+            raise ConfigError(f"AUDIO_QUOTA_RESET_CRON must have 5 fields, not {self.quota_reset_cron!r}")
 
     # Derived values -------------------------------------------------------------------------
     @property

@@ -33,3 +33,7 @@ def api_key_path(var_dir: Path) -> Path:
 
 def flower_auth_path(var_dir: Path) -> Path:
     return var_dir / "flower_auth"
+
+
+def jwt_secret_path(var_dir: Path) -> Path:
+    return var_dir / "jwt_secret"

@@ -19,10 +19,12 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 def init_app(app: Flask) -> None:
+    from audiojobs.api.accounts import accounts
     from audiojobs.api.health import health
     from audiojobs.api.jobs import jobs
 
     app.register_blueprint(jobs, url_prefix="/api/v1/audio")
+    app.register_blueprint(accounts, url_prefix="/api/v1/auth")
     app.register_blueprint(health)
     app.before_request(_assign_request_id)
     app.after_request(_echo_request_id)

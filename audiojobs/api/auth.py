@@ -1,4 +1,10 @@
-"""Who is calling. Single-user mode: one API key (``X-API-KEY`` or a Bearer token), and its user is admin."""
+"""Who is calling.
+
+``AUTH_MODE=single_user``: one API key (``X-API-KEY`` or ``Authorization: Bearer <key>``), whose
+user is an admin. ``AUTH_MODE=multi_user``: a JWT access token (``Authorization: Bearer <jwt>``,
+from ``POST /api/v1/auth/login``) or a per-user API key (``X-API-KEY``, or Bearer). The user is
+loaded on every request, so a disabled user or a revoked key stops working at once.
+"""
 
 from __future__ import annotations
 
@@ -7,41 +13,88 @@ import hmac
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import jwt
 from flask import current_app, g, request
+from flask_jwt_extended import decode_token
 
 from audiojobs.config import Settings
-from audiojobs.errors import Forbidden, Unauthorized
+from audiojobs.db import session_scope
+from audiojobs.errors import Forbidden, NotFound, Unauthorized
 from audiojobs.jobs.service import Principal
+from audiojobs.users import service as users
+from audiojobs.users.models import User
 
 F = TypeVar("F", bound=Callable[..., Any])
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="audiojobs"'}
 
 
-def presented_key() -> str | None:
-    key = request.headers.get("X-API-KEY")
-    if key:
-        return key.strip()
+def _bearer() -> str | None:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
     return None
 
 
+def presented_key() -> str | None:
+    key = request.headers.get("X-API-KEY")
+    return key.strip() if key else _bearer()
+
+
+def _looks_like_jwt(token: str) -> bool:
+    return token.count(".") == 2
+
+
+def decode_jwt(token: str, expected_type: str) -> dict[str, Any]:
+    """The claims of a valid token of ``expected_type`` (access or refresh); 401 otherwise."""
+    try:
+        claims = decode_token(token)
+    except jwt.ExpiredSignatureError:
+        raise Unauthorized("the token has expired", code="token_expired", headers=CHALLENGE) from None
+    except Exception:  # noqa: BLE001 - any other decoding failure (tampered, alg none, malformed) is a 401
+        raise Unauthorized("the token is not valid", code="invalid_token", headers=CHALLENGE) from None
+    if claims.get("type") != expected_type:
+        raise Unauthorized(f"an {expected_type} token is required", code="invalid_token", headers=CHALLENGE)
+    return claims
+
+
+def _active(user: User | None, how: str) -> User:
+    if user is None:
+        raise Unauthorized(f"invalid {how}", headers=CHALLENGE)
+    if user.disabled:
+        raise Unauthorized("this user is disabled", code="user_disabled", headers=CHALLENGE)
+    return user
+
+
 def authenticate(settings: Settings) -> Principal:
-    if settings.auth_mode != "single_user":
-        raise Unauthorized("AUTH_MODE=multi_user is not available in this release", code="auth_mode_unsupported")
-    expected = settings.api_key
-    key = presented_key()
-    if not key:
-        raise Unauthorized("missing API key: send X-API-KEY or Authorization: Bearer <key>",
-                           headers={"WWW-Authenticate": 'Bearer realm="audiojobs"'})
-    if not expected or not hmac.compare_digest(key.encode(), expected.encode()):
-        raise Unauthorized("invalid API key", headers={"WWW-Authenticate": 'Bearer realm="audiojobs"'})
-    return Principal(user_id=settings.single_user_id, is_admin=True)
+    if settings.auth_mode == "single_user":
+        expected = settings.api_key
+        key = presented_key()
+        if not key:
+            raise Unauthorized("missing API key: send X-API-KEY or Authorization: Bearer <key>", headers=CHALLENGE)
+        if not expected or not hmac.compare_digest(key.encode(), expected.encode()):
+            raise Unauthorized("invalid API key", headers=CHALLENGE)
+        return Principal(user_id=settings.single_user_id, is_admin=True)
+    header_key = request.headers.get("X-API-KEY", "").strip()
+    bearer = _bearer()
+    if not header_key and not bearer:
+        raise Unauthorized("missing credentials: send Authorization: Bearer <token> or X-API-KEY", headers=CHALLENGE)
+    with session_scope(settings.effective_database_url) as session:
+        if header_key or (bearer and not _looks_like_jwt(bearer)):
+            user = _active(users.user_for_api_key(session, header_key or bearer or ""), "API key")
+        else:
+            claims = decode_jwt(bearer or "", "access")
+            user = _active(users.get_user(session, claims.get("sub", "")), "token")
+        return Principal(user_id=str(user.id), is_admin=user.is_admin)
 
 
 def current_settings() -> Settings:
     settings: Settings = current_app.config["AUDIOJOBS_SETTINGS"]
     return settings
+
+
+def multi_user_only() -> None:
+    if current_settings().auth_mode != "multi_user":
+        raise NotFound("this endpoint exists only with AUTH_MODE=multi_user", code="multi_user_only")
 
 
 def login_required(view: F) -> F:

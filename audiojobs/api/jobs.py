@@ -10,6 +10,7 @@ import sqlalchemy.exc
 from flask import Blueprint, current_app, g, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
 from kombu.exceptions import OperationalError as BrokerError
+from pydantic import BaseModel, ConfigDict, Field
 
 from audiojobs.api.auth import admin_required, current_settings, login_required
 from audiojobs.api.schemas import (
@@ -17,16 +18,20 @@ from audiojobs.api.schemas import (
     parse_idempotency_key,
     parse_job_id,
     parse_json_object,
+    parse_model,
     validate_submit,
 )
 from audiojobs.api.serializers import job_summary, job_to_dict, result_to_dict, stage_run_to_dict
+from audiojobs.config import Settings
 from audiojobs.db import session_scope
-from audiojobs.errors import Conflict, ServiceUnavailable
+from audiojobs.errors import Conflict, NotFound, ServiceUnavailable
 from audiojobs.jobs import recovery, service
 from audiojobs.jobs.models import Analysis, Job, Transcript, TranscriptChunk
 from audiojobs.jobs.states import JobStatus, Stage
 from audiojobs.pipeline import flow
 from audiojobs.pipeline.context import remove_job_dir
+from audiojobs.quotas.limits import known_tiers, limits_for, tier_of
+from audiojobs.users import service as users
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +171,43 @@ def admin_summary() -> ResponseReturnValue:
 @jobs.get("/jobs/admin/owner/<owner_user_id>/processing")
 @admin_required
 def admin_owner_processing(owner_user_id: str) -> ResponseReturnValue:
-    with session_scope(_db_url()) as session:
+    settings = current_settings()
+    with session_scope(settings.effective_database_url) as session:
         processing = service.count_processing(session, owner_user_id)
-    # No per-user cap is enforced in this release, so there is no limit to report.
-    return jsonify({"owner_user_id": owner_user_id, "processing": processing, "limit": None})
+        limit = limits_for(session, settings, owner_user_id).concurrent_jobs
+    return jsonify({"owner_user_id": owner_user_id, "processing": processing, "limit": limit})
+
+
+def _tier_body(user_id: str, tier: str, settings: Settings) -> dict[str, object]:
+    return {"user_id": user_id, "tier": tier, "limits": known_tiers(settings)[tier].to_dict()}
+
+
+@jobs.get("/jobs/admin/tiers/<user_id>")
+@admin_required
+def admin_get_tier(user_id: str) -> ResponseReturnValue:
+    settings = current_settings()
+    with session_scope(settings.effective_database_url) as session:
+        tier = tier_of(session, settings, user_id)
+    if tier is None:
+        raise NotFound(f"user {user_id} not found")
+    return jsonify(_tier_body(user_id, tier, settings))
+
+
+class TierRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    tier: str = Field(min_length=1, max_length=32)
+
+
+@jobs.put("/jobs/admin/tiers/<user_id>")
+@admin_required
+def admin_set_tier(user_id: str) -> ResponseReturnValue:
+    settings = current_settings()
+    req = parse_model(TierRequest, parse_json_object(request.get_data(cache=False)))
+    if settings.auth_mode == "single_user":
+        raise Conflict("in single-user mode the tier is AUDIOJOBS_SINGLE_USER_TIER", code="single_user_tier_fixed")
+    with session_scope(settings.effective_database_url) as session:
+        user = users.get_user(session, user_id)
+        if user is None:
+            raise NotFound(f"user {user_id} not found")
+        users.set_tier(session, user, req.tier, set(known_tiers(settings)))
+    return jsonify(_tier_body(user_id, req.tier, settings))

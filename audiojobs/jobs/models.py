@@ -23,6 +23,7 @@ class Job(Base):
         sa.Index("ix_jobs_owner_status", "owner_user_id", "status"),
         sa.Index("ix_jobs_dispatch_due", "dispatch_due_at"),
         sa.Index("ix_jobs_leased_until", "leased_until"),
+        sa.Index("ix_jobs_waiting", "status", "admitted_at", "owner_user_id"),
     )
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
@@ -53,6 +54,11 @@ class Job(Base):
     attempt_errors: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, nullable=False, default=list,
                                                                  server_default="[]")
     cancelled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Holds one of its owner's concurrency slots since then (None: waiting for a slot).
+    admitted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Minutes reserved against the owner's daily quota, and the UTC day they count on.
+    minutes_charged: Mapped[float | None] = mapped_column(sa.Float)
+    charged_day: Mapped[dt.date | None] = mapped_column(sa.Date)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)

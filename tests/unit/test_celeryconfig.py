@@ -48,3 +48,17 @@ def test_chain_has_the_six_stages_in_order_each_taking_only_the_job_id() -> None
 def test_cpu_only_deployment_may_route_transcription_to_the_cpu_queue() -> None:
     conf = _conf(AUDIO_TRANSCRIBE_QUEUE="audio_cpu")
     assert [q.name for q in conf["task_queues"]] == ["audio_control", "audio_cpu"]
+
+
+def test_messages_survive_a_redis_flush_between_publishes(redis_url: str) -> None:
+    """Redis restarted empty: a long-running producer must still deliver (no binding keys needed)."""
+    import redis
+
+    app = Celery("flush-test", set_as_current=False)
+    app.conf.update(celeryconfig.build(Settings.from_env({"REDIS_URL": redis_url})))
+    client = redis.Redis.from_url(redis_url)
+    app.send_task("audiojobs.audio_download", args=(1, 1))
+    client.flushdb()
+    app.send_task("audiojobs.audio_download", args=(2, 1))
+    app.send_task("audiojobs.audio_transcribe", args=(2, 1))
+    assert (client.llen("audio_cpu"), client.llen("audio_gpu")) == (1, 1)

@@ -8,6 +8,7 @@ from alembic.migration import MigrationContext
 from audiojobs.db import Base, get_engine
 from audiojobs.jobs import models  # noqa: F401
 from audiojobs.migrate import downgrade, upgrade
+from audiojobs.users import models as user_models  # noqa: F401
 
 
 def test_migrated_schema_matches_models(db_url: str) -> None:

@@ -107,12 +107,22 @@ def test_admin_summary_counts_jobs_not_stages(client: FlaskClient, settings: Set
     assert body["total"] == 2 and body["owner_user_id"] == "a"
 
 
-def test_admin_owner_processing(client: FlaskClient, settings: Settings) -> None:
-    make_job(settings, owner="7", status="processing")
-    make_job(settings, owner="7")
-    body = client.get(f"{BASE}/admin/owner/7/processing", headers=AUTH).get_json()
-    assert body == {"owner_user_id": "7", "processing": 1, "limit": None}
+def test_admin_owner_processing_reports_the_tier_cap(client: FlaskClient, settings: Settings) -> None:
+    make_job(settings, owner="1", status="processing")
+    make_job(settings, owner="1")
+    body = client.get(f"{BASE}/admin/owner/1/processing", headers=AUTH).get_json()
+    # The single user's tier is AUDIOJOBS_SINGLE_USER_TIER (premium: 10 concurrent jobs).
+    assert body == {"owner_user_id": "1", "processing": 1, "limit": 10}
     assert client.get(f"{BASE}/admin/owner/nobody/processing", headers=AUTH).get_json()["processing"] == 0
+
+
+def test_admin_tiers_in_single_user_mode(client: FlaskClient) -> None:
+    body = client.get(f"{BASE}/admin/tiers/1", headers=AUTH).get_json()
+    assert body == {"user_id": "1", "tier": "premium",
+                    "limits": {"daily_minutes": None, "concurrent_jobs": 10, "max_file_mb": 500}}
+    assert client.get(f"{BASE}/admin/tiers/2", headers=AUTH).status_code == 404
+    resp = client.put(f"{BASE}/admin/tiers/1", json={"tier": "free"}, headers=AUTH)
+    assert resp.status_code == 409 and resp.get_json()["error"]["code"] == "single_user_tier_fixed"
 
 
 def test_healthz(client: FlaskClient) -> None:

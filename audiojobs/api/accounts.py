@@ -1,0 +1,118 @@
+"""``/api/v1/auth``: login, token refresh, per-user API keys (multi-user mode only)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, g, jsonify, request
+from flask.typing import ResponseReturnValue
+from flask_jwt_extended import create_access_token, create_refresh_token
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
+
+from audiojobs.api.auth import current_settings, decode_jwt, login_required, multi_user_only
+from audiojobs.api.schemas import parse_job_id, parse_json_object, parse_model
+from audiojobs.api.serializers import _iso
+from audiojobs.db import session_scope
+from audiojobs.errors import Forbidden, NotFound, Unauthorized
+from audiojobs.users import service as users
+from audiojobs.users.models import ApiKey, User
+
+accounts = Blueprint("accounts", __name__)
+
+
+class LoginRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class KeyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    name: str = Field(min_length=1, max_length=64)
+    user_id: int | None = None
+
+
+def _tokens(user: User, refresh: bool = True) -> dict[str, object]:
+    settings = current_settings()
+    claims = {"role": user.role}
+    body: dict[str, object] = {"access_token": create_access_token(identity=str(user.id), additional_claims=claims),
+                               "token_type": "bearer", "expires_in": settings.jwt_access_minutes * 60}
+    if refresh:
+        body["refresh_token"] = create_refresh_token(identity=str(user.id))
+    return body
+
+
+def key_to_dict(row: ApiKey) -> dict[str, object]:
+    return {"id": row.id, "user_id": row.user_id, "name": row.name, "prefix": row.prefix,
+            "created_at": _iso(row.created_at), "revoked_at": _iso(row.revoked_at),
+            "last_used_at": _iso(row.last_used_at)}
+
+
+@accounts.post("/login")
+def login() -> ResponseReturnValue:
+    multi_user_only()
+    req = parse_model(LoginRequest, parse_json_object(request.get_data(cache=False)))
+    with session_scope(current_settings().effective_database_url) as session:
+        user = users.check_password(session, req.username, req.password)
+        if user is None:
+            raise Unauthorized("wrong username or password", code="invalid_credentials")
+        if user.disabled:
+            raise Unauthorized("this user is disabled", code="user_disabled")
+        return jsonify(_tokens(user))
+
+
+@accounts.post("/refresh")
+def refresh() -> ResponseReturnValue:
+    multi_user_only()
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("send the refresh token as Authorization: Bearer <token>")
+    claims = decode_jwt(token.strip(), "refresh")
+    with session_scope(current_settings().effective_database_url) as session:
+        user = users.get_user(session, claims.get("sub", ""))
+        if user is None:
+            raise Unauthorized("invalid token", code="invalid_token")
+        if user.disabled:
+            raise Unauthorized("this user is disabled", code="user_disabled")
+        return jsonify(_tokens(user, refresh=False))
+
+
+def _target_user(session: Session, requested: int | None) -> User:
+    """The caller, or (admins only) the user they name."""
+    own_id = int(g.principal.user_id)
+    if requested is not None and requested != own_id and not g.principal.is_admin:
+        raise Forbidden("only admins manage other users' keys")
+    user = users.get_user(session, requested if requested is not None else own_id)
+    if user is None:
+        raise NotFound(f"user {requested} not found")
+    return user
+
+
+@accounts.post("/keys")
+@login_required
+def create_key() -> ResponseReturnValue:
+    multi_user_only()
+    req = parse_model(KeyRequest, parse_json_object(request.get_data(cache=False)))
+    with session_scope(current_settings().effective_database_url) as session:
+        row, key = users.create_api_key(session, _target_user(session, req.user_id), req.name)
+        body = {**key_to_dict(row), "key": key}
+    return jsonify(body), 201
+
+
+@accounts.get("/keys")
+@login_required
+def list_keys() -> ResponseReturnValue:
+    multi_user_only()
+    raw = request.args.get("user_id")
+    with session_scope(current_settings().effective_database_url) as session:
+        user = _target_user(session, parse_job_id(raw) if raw else None)
+        return jsonify({"keys": [key_to_dict(k) for k in users.list_api_keys(session, user.id)]})
+
+
+@accounts.delete("/keys/<key_id>")
+@login_required
+def revoke_key(key_id: str) -> ResponseReturnValue:
+    multi_user_only()
+    with session_scope(current_settings().effective_database_url) as session:
+        users.revoke_api_key(session, parse_job_id(key_id), user_id=int(g.principal.user_id),
+                             is_admin=g.principal.is_admin)
+    return "", 204

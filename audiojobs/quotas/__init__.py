@@ -1,0 +1,1 @@
+"""Fair shares: tiers, per-user concurrency slots, daily minutes."""

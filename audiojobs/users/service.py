@@ -1,0 +1,111 @@
+"""Users and API keys: creation, passwords, keys (stored hashed, shown once), tiers."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from audiojobs.db import utcnow
+from audiojobs.errors import Conflict, NotFound, ValidationError
+from audiojobs.users.models import ApiKey, User
+
+USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+KEY_PREFIX = "aj_"
+MIN_PASSWORD = 8
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_user(session: Session, username: str, *, password: str | None, role: str = "user", tier: str,
+                known_tiers: set[str]) -> User:
+    if not USERNAME.match(username):
+        raise ValidationError("username: 1-64 letters, digits or . _ @ -", code="invalid_value", field="username")
+    if role not in {"user", "admin"}:
+        raise ValidationError("role must be user or admin", code="invalid_value", field="role")
+    if tier not in known_tiers:
+        raise ValidationError(f"unknown tier {tier!r}", code="unknown_tier", field="tier")
+    if password is not None and len(password) < MIN_PASSWORD:
+        raise ValidationError(f"password: at least {MIN_PASSWORD} characters", code="invalid_value", field="password")
+    if session.scalar(sa.select(User.id).where(User.username == username)) is not None:
+        raise Conflict(f"user {username!r} exists", code="user_exists", field="username")
+    user = User(username=username, role=role, tier=tier,
+                password_hash=generate_password_hash(password) if password else None)
+    session.add(user)
+    session.flush()
+    return user
+
+
+def list_users(session: Session) -> list[User]:
+    return list(session.scalars(sa.select(User).order_by(User.id)))
+
+
+def get_user(session: Session, user_id: str | int) -> User | None:
+    try:
+        return session.get(User, int(user_id))
+    except (TypeError, ValueError):
+        return None
+
+
+def get_user_by_name(session: Session, username: str) -> User | None:
+    return session.scalar(sa.select(User).where(User.username == username))
+
+
+def check_password(session: Session, username: str, password: str) -> User | None:
+    """The user if the password is right (disabled users included: the caller decides)."""
+    user = get_user_by_name(session, username)
+    if user is None or not user.password_hash:
+        # Spend the same time as a real check, so response times do not reveal usernames.
+        check_password_hash(generate_password_hash("not-a-user-password"), password)
+        return None
+    return user if check_password_hash(user.password_hash, password) else None
+
+
+def create_api_key(session: Session, user: User, name: str) -> tuple[ApiKey, str]:
+    """A new key for ``user``: the row and the key itself, which is never stored or shown again."""
+    if not 1 <= len(name) <= 64:
+        raise ValidationError("name: 1-64 characters", code="invalid_value", field="name")
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    row = ApiKey(user_id=user.id, name=name, prefix=key[:10], key_hash=hash_key(key))
+    session.add(row)
+    session.flush()
+    return row, key
+
+
+def list_api_keys(session: Session, user_id: int) -> list[ApiKey]:
+    return list(session.scalars(sa.select(ApiKey).where(ApiKey.user_id == user_id).order_by(ApiKey.id)))
+
+
+def revoke_api_key(session: Session, key_id: int, *, user_id: int, is_admin: bool) -> ApiKey:
+    row = session.get(ApiKey, key_id)
+    if row is None or not (is_admin or row.user_id == user_id):
+        raise NotFound(f"API key {key_id} not found")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+    return row
+
+
+def user_for_api_key(session: Session, key: str) -> User | None:
+    """The active user a (non-revoked) key belongs to."""
+    row = session.scalar(sa.select(ApiKey).where(ApiKey.key_hash == hash_key(key)))
+    if row is None or row.revoked_at is not None:
+        return None
+    row.last_used_at = utcnow()
+    return session.get(User, row.user_id)
+
+
+def set_tier(session: Session, user: User, tier: str, known_tiers: set[str]) -> None:
+    if tier not in known_tiers:
+        raise ValidationError(f"unknown tier {tier!r}; known: {', '.join(sorted(known_tiers))}",
+                              code="unknown_tier", field="tier")
+    user.tier = tier
+
+
+def set_disabled(session: Session, user: User, disabled: bool) -> None:
+    user.disabled = disabled
