@@ -9,11 +9,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from celery.schedules import crontab
 from kombu import Exchange, Queue
 
 from audiojobs.config import Settings
 
-CONTROL_TASKS = ("audiojobs.reap", "audiojobs.sweep_work_dirs")
+CONTROL_TASKS = ("audiojobs.reap", "audiojobs.sweep_work_dirs", "audiojobs.reset_quotas")
+
+
+def _cron(spec: str) -> crontab:
+    minute, hour, day_of_month, month_of_year, day_of_week = spec.split()
+    return crontab(minute=minute, hour=hour, day_of_month=day_of_month, month_of_year=month_of_year,
+                   day_of_week=day_of_week)
 STAGE_TASKS = (
     "audiojobs.audio_download",
     "audiojobs.audio_convert",
@@ -45,6 +52,7 @@ def build(settings: Settings) -> dict[str, Any]:
             "audiojobs.audio_transcribe": {"queue": gpu, "exchange": "", "routing_key": gpu},
             "audiojobs.reap": {"queue": control, "exchange": "", "routing_key": control},
             "audiojobs.sweep_work_dirs": {"queue": control, "exchange": "", "routing_key": control},
+            "audiojobs.reset_quotas": {"queue": control, "exchange": "", "routing_key": control},
             "audiojobs.*": {"queue": cpu, "exchange": "", "routing_key": cpu},
         },
         # Reliability: a task is acknowledged only after it ran, and re-delivered if its worker
@@ -87,6 +95,8 @@ def build(settings: Settings) -> dict[str, Any]:
                      "options": {"expires": float(settings.reaper_interval)}},
             "sweep-work-dirs": {"task": "audiojobs.sweep_work_dirs", "schedule": 900.0,
                                 "options": {"expires": 900.0}},
+            "reset-quotas": {"task": "audiojobs.reset_quotas", "schedule": _cron(settings.quota_reset_cron),
+                             "options": {"expires": 3600.0}},
         },
         "worker_hijack_root_logger": False,
     }

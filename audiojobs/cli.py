@@ -191,6 +191,24 @@ def keys_create(username: str, key_name: str) -> None:
     click.echo(key)
 
 
+@main.group()
+def quotas() -> None:
+    """Daily minutes and concurrency slots."""
+
+
+@quotas.command("reset")
+@click.option("--user", "user_id", default=None, help="Only this user id.")
+def quotas_reset(user_id: str | None) -> None:
+    """What beat does at 00:00 UTC: rebuild today's counters from the ledger, clear stale slots."""
+    from audiojobs.celery_app import celery_init_app
+    from audiojobs.pipeline.reaper import reset_quotas
+
+    settings, _env = _with_redis(_settings())
+    app = celery_init_app(settings)
+    report = reset_quotas(app.conf.audiojobs_settings, app, user_id=user_id)
+    click.echo(" ".join(f"{k}={v}" for k, v in report.items()))
+
+
 @main.command("config")
 def show_config() -> None:
     """List every setting: environment name, default, meaning."""

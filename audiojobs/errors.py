@@ -17,7 +17,8 @@ class AudioJobsError(Exception):
     transient = False
 
     def __init__(self, message: str, *, code: str | None = None, field: str | None = None,
-                 http_status: int | None = None, headers: dict[str, str] | None = None) -> None:
+                 http_status: int | None = None, headers: dict[str, str] | None = None,
+                 details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
@@ -26,11 +27,13 @@ class AudioJobsError(Exception):
             self.http_status = http_status
         self.field = field
         self.headers = headers or {}
+        self.details = details or {}
 
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.field is not None:
             body["field"] = self.field
+        body.update(self.details)
         return {"error": body}
 
 
@@ -68,6 +71,23 @@ class Conflict(AudioJobsError):
     http_status = 409
 
 
+class QuotaExceeded(AudioJobsError):
+    """The user's daily minutes are used up (at submit: 402; in the pipeline: the job fails)."""
+
+    code = "quota_exceeded"
+    http_status = 402
+
+
+class PayloadTooLarge(AudioJobsError):
+    code = "file_too_large"
+    http_status = 413
+
+
+class TooManyRequests(AudioJobsError):
+    code = "too_many_queued_jobs"
+    http_status = 429
+
+
 class ServiceUnavailable(AudioJobsError):
     code = "service_unavailable"
     http_status = 503
@@ -102,6 +122,10 @@ class TransientStageError(StageError):
 
     code = "transient_error"
     transient = True
+
+
+class FileTooLarge(StageError):
+    code = "file_too_large"
 
 
 class ModelUnavailable(StageError):

@@ -53,7 +53,7 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
 
 
 def _handle_app_error(exc: AudioJobsError) -> ResponseReturnValue:
-    return error_response(exc.http_status, exc.code, exc.message, exc.field, exc.headers)
+    return jsonify(exc.to_dict()), exc.http_status, exc.headers
 
 
 def _handle_http_error(exc: HTTPException) -> ResponseReturnValue:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 
+import redis
 import sqlalchemy as sa
 import sqlalchemy.exc
 from flask import Blueprint, current_app, g, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
 from kombu.exceptions import OperationalError as BrokerError
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
 
 from audiojobs.api.auth import admin_required, current_settings, login_required
 from audiojobs.api.schemas import (
@@ -21,15 +24,23 @@ from audiojobs.api.schemas import (
     parse_model,
     validate_submit,
 )
-from audiojobs.api.serializers import job_summary, job_to_dict, result_to_dict, stage_run_to_dict
+from audiojobs.api.serializers import _iso, job_summary, job_to_dict, result_to_dict, stage_run_to_dict
 from audiojobs.config import Settings
-from audiojobs.db import session_scope
-from audiojobs.errors import Conflict, NotFound, ServiceUnavailable
-from audiojobs.jobs import recovery, service
+from audiojobs.db import session_scope, utcnow
+from audiojobs.errors import (
+    Conflict,
+    NotFound,
+    PayloadTooLarge,
+    QuotaExceeded,
+    ServiceUnavailable,
+    TooManyRequests,
+)
+from audiojobs.jobs import service
 from audiojobs.jobs.models import Analysis, Job, Transcript, TranscriptChunk
-from audiojobs.jobs.states import JobStatus, Stage
-from audiojobs.pipeline import flow
+from audiojobs.jobs.states import JobStatus
+from audiojobs.pipeline import admission
 from audiojobs.pipeline.context import remove_job_dir
+from audiojobs.quotas import minutes
 from audiojobs.quotas.limits import known_tiers, limits_for, tier_of
 from audiojobs.users import service as users
 
@@ -49,14 +60,15 @@ def submit() -> ResponseReturnValue:
     payload = validate_submit(parse_json_object(request.get_data(cache=False)), settings)
     key = parse_idempotency_key(request.headers.get("Idempotency-Key"))
     owner = g.principal.user_id
+    ttl = dt.timedelta(seconds=settings.idempotency_ttl)
     try:
         with session_scope(settings.effective_database_url) as session:
             existing = None
             if key is not None:
-                existing = service.find_idempotent_job(session, owner_user_id=owner, key=key, payload=payload,
-                                                       ttl=dt.timedelta(seconds=settings.idempotency_ttl))
+                existing = service.find_idempotent_job(session, owner_user_id=owner, key=key, payload=payload, ttl=ttl)
             if existing is not None:
                 return _accepted(existing, replayed=True)
+            check_submit_allowed(session, settings, owner, payload)
             job = service.create_job(session, owner_user_id=owner, payload=payload, queue=settings.cpu_queue,
                                      max_retries=settings.max_retries, request_id=g.request_id)
             if key is not None:
@@ -66,25 +78,43 @@ def submit() -> ResponseReturnValue:
         # A concurrent submit with the same key won the race: answer with its job.
         with session_scope(settings.effective_database_url) as session:
             existing = service.find_idempotent_job(session, owner_user_id=owner, key=key or "", payload=payload,
-                                                   ttl=dt.timedelta(seconds=settings.idempotency_ttl))
+                                                   ttl=ttl)
             if existing is None:
                 raise
             return _accepted(existing, replayed=True)
-    # The row is committed: only now may a worker see the job.
-    first = service.Dispatch(job.id, job.dispatch, Stage(job.stage))
+    # The row is committed: only now may a worker see the job. It starts when its owner has a slot.
     try:
-        flow.publish(current_app.extensions["celery"], first)
-    except (BrokerError, OSError) as exc:
+        admission.admit(settings, current_app.extensions["celery"], None if settings.owner_strict else owner)
+    except (BrokerError, OSError, redis.RedisError) as exc:
         log.error("job %s could not be enqueued: %s", job.id, exc)
         with session_scope(settings.effective_database_url) as session:
             service.fail_job(session, job.id, code="broker_unavailable",
                              message="the job could not be queued: the broker is unavailable")
         raise ServiceUnavailable("the job queue is unavailable; try again shortly", code="broker_unavailable",
                                  headers={"Retry-After": "5"}) from None
-    with session_scope(settings.effective_database_url) as session:
-        recovery.mark_published(session, first)
     log.info("job %s submitted by %s", job.id, owner)
     return _accepted(job)
+
+
+def check_submit_allowed(session: Session, settings: Settings, owner: str, payload: dict[str, object]) -> None:
+    """Backlog (429), daily minutes (402) and file size (413), before a job is created."""
+    limits = limits_for(session, settings, owner)
+    if service.count_queued(session, owner) >= settings.max_queued_per_user:
+        raise TooManyRequests(f"you have {settings.max_queued_per_user} jobs queued already; wait for some to start",
+                              headers={"Retry-After": "30"})
+    if limits.daily_minutes is not None:
+        today = minutes.utc_today()
+        used, _started = minutes.usage(session, owner, today)
+        if used >= limits.daily_minutes - minutes.EPSILON:
+            reset = minutes.resets_at(today)
+            raise QuotaExceeded(
+                f"today's {limits.daily_minutes:g} minutes are used up; they reset at {_iso(reset)}",
+                headers={"Retry-After": str(int((reset - utcnow()).total_seconds()) + 1)},
+                details={"resets_at": _iso(reset), "minutes_used": round(used, 4),
+                         "minutes_limit": limits.daily_minutes})
+    local_path = payload.get("local_path")
+    if isinstance(local_path, str) and os.path.getsize(local_path) > limits.max_file_bytes:
+        raise PayloadTooLarge(f"the file is larger than your tier's {limits.max_file_mb:g} MB", field="local_path")
 
 
 def _accepted(job: Job, replayed: bool = False) -> ResponseReturnValue:
@@ -133,6 +163,7 @@ def cancel(job_id: str) -> ResponseReturnValue:
         body = job_to_dict(job)
     # Workers remove the work directory when they notice; on a shared disk we can do it now.
     remove_job_dir(settings, job.id)
+    admission.release(settings, current_app.extensions["celery"], job.owner_user_id, job.id)
     log.info("job %s cancelled by %s", job.id, g.principal.user_id)
     return jsonify(body)
 
@@ -147,6 +178,25 @@ def delete(job_id: str) -> ResponseReturnValue:
         service.delete_job(session, numeric_id, g.principal)
     remove_job_dir(settings, numeric_id)
     return "", 204
+
+
+@jobs.get("/usage")
+@login_required
+def usage() -> ResponseReturnValue:
+    """The caller's day: minutes used and left, jobs started, when it resets."""
+    settings = current_settings()
+    owner = g.principal.user_id
+    today = minutes.utc_today()
+    with session_scope(settings.effective_database_url) as session:
+        limits = limits_for(session, settings, owner)
+        used, started = minutes.usage(session, owner, today)
+        tier = tier_of(session, settings, owner)
+    limit = limits.daily_minutes
+    return jsonify({"user_id": owner, "tier": tier, "day": today.isoformat(), "minutes_used": round(used, 4),
+                    "minutes_limit": limit,
+                    "minutes_remaining": None if limit is None else round(max(0.0, limit - used), 4),
+                    "jobs_started": started, "concurrent_jobs_limit": limits.concurrent_jobs,
+                    "max_file_mb": limits.max_file_mb, "resets_at": _iso(minutes.resets_at(today))})
 
 
 @jobs.get("/jobs/admin/list")

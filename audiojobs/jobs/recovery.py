@@ -65,7 +65,7 @@ def close_abandoned_runs(session: Session, older_than: dt.timedelta) -> int:
 def redispatch_waiting(session: Session) -> list[int]:
     """The broker lost its messages: every active job not held by a live lease gets a new dispatch."""
     now = utcnow()
-    query = (sa.select(Job).where(Job.status.in_(ACTIVE_STATUSES),
+    query = (sa.select(Job).where(Job.status.in_(ACTIVE_STATUSES), Job.admitted_at.is_not(None),
                                   sa.or_(Job.leased_until.is_(None), Job.leased_until < now))
              .with_for_update(skip_locked=True))
     ids = []
@@ -96,3 +96,61 @@ def mark_dispatch_due(session: Session, job_id: int, delay_seconds: float = 0.0)
     """Publishing the job's next message failed: let the reaper publish it."""
     session.execute(sa.update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE_STATUSES))
                     .values(dispatch_due_at=utcnow() + dt.timedelta(seconds=delay_seconds)))
+
+
+
+# --- Admission: jobs waiting for a concurrency slot ----------------------------------------------
+def _waiting() -> list[sa.ColumnElement[bool]]:
+    return [Job.status == JobStatus.QUEUED.value, Job.admitted_at.is_(None)]
+
+
+def waiting_job_ids(session: Session, owner_user_id: str, limit: int) -> list[int]:
+    """The owner's jobs waiting for a slot, oldest first."""
+    return list(session.scalars(sa.select(Job.id).where(*_waiting(), Job.owner_user_id == owner_user_id)
+                                .order_by(Job.priority.desc(), Job.id).limit(limit)))
+
+
+def waiting_owners(session: Session) -> list[tuple[str, int]]:
+    """(owner, oldest waiting job) for every owner with waiting jobs, in round-robin order:
+    the owner whose latest admission is oldest (or who never had one) first."""
+    firsts = dict(session.execute(sa.select(Job.owner_user_id, sa.func.min(Job.id)).where(*_waiting())
+                                  .group_by(Job.owner_user_id)).all())
+    if not firsts:
+        return []
+    latest = dict(session.execute(sa.select(Job.owner_user_id, sa.func.max(Job.admitted_at))
+                                  .where(Job.owner_user_id.in_(list(firsts))).group_by(Job.owner_user_id)).all())
+    epoch = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+
+    def when(owner: str) -> dt.datetime:
+        value = latest.get(owner)
+        if value is None:
+            return epoch
+        return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+    return sorted(firsts.items(), key=lambda item: (when(item[0]), item[1]))
+
+
+def count_admitted_unstarted(session: Session) -> int:
+    return session.scalar(sa.select(sa.func.count()).select_from(Job).where(
+        Job.status == JobStatus.QUEUED.value, Job.admitted_at.is_not(None), Job.started_at.is_(None))) or 0
+
+
+def mark_admitted(session: Session, job_id: int) -> Dispatch | None:
+    """The job got a slot: its first dispatch is due now. None if it is no longer waiting."""
+    now = utcnow()
+    result = session.execute(sa.update(Job).where(Job.id == job_id, *_waiting())
+                             .values(admitted_at=now, dispatch_due_at=now, updated_at=now))
+    if getattr(result, "rowcount", 0) != 1:
+        return None
+    dispatch, stage = session.execute(sa.select(Job.dispatch, Job.stage).where(Job.id == job_id)).one()
+    return Dispatch(job_id, dispatch, Stage(stage or PIPELINE[0].value))
+
+
+def admitted_active_jobs(session: Session) -> dict[str, list[int]]:
+    """Owner -> ids of their active jobs that hold a slot (what the Redis slot sets must say)."""
+    rows = session.execute(sa.select(Job.owner_user_id, Job.id).where(
+        Job.status.in_(ACTIVE_STATUSES), Job.admitted_at.is_not(None)))
+    held: dict[str, list[int]] = {}
+    for owner, job_id in rows:
+        held.setdefault(owner, []).append(job_id)
+    return held

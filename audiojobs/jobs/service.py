@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from audiojobs.db import utcnow
 from audiojobs.errors import Conflict, NotFound
@@ -38,6 +38,7 @@ from audiojobs.jobs.states import (
     check_transition,
     next_stage,
 )
+from audiojobs.quotas import minutes
 
 JOB_DOMAIN = "audio"
 JOB_TYPE = "audio_pipeline"
@@ -75,6 +76,7 @@ class Attempt:
     fence: int
     dispatch: int
     payload: dict[str, Any]
+    owner_user_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,13 @@ def open_runs(session: Session, job_id: int) -> list[StageRun]:
 
 
 def end_job(job: Job, status: JobStatus, code: str | None, message: str | None) -> None:
+    """Move ``job`` to a final status; a job that did not complete gives its reserved minutes back."""
     set_status(job, status)
+    if status is not JobStatus.COMPLETED and job.minutes_charged and job.charged_day is not None:
+        session = object_session(job)
+        if session is not None:
+            minutes.give_back(session, job.owner_user_id, job.minutes_charged, job.charged_day)
+            job.minutes_charged = 0.0
     now = utcnow()
     job.error_code = code
     job.error_message = message[:MAX_ERROR_MESSAGE] if message else None
@@ -140,10 +148,10 @@ def end_job(job: Job, status: JobStatus, code: str | None, message: str | None) 
 # --- Creation ----------------------------------------------------------------------------------
 def create_job(session: Session, *, owner_user_id: str, payload: dict[str, Any], queue: str,
                max_retries: int, request_id: str | None, priority: int = 0) -> Job:
-    """A queued job whose first dispatch is due now; the caller publishes it after committing."""
+    """A queued job waiting for a concurrency slot; admission (pipeline/admission.py) sends it."""
     job = Job(domain=JOB_DOMAIN, job_type=JOB_TYPE, queue=queue, status=JobStatus.QUEUED.value,
               stage=PIPELINE[0].value, owner_user_id=owner_user_id, payload=payload, max_retries=max_retries,
-              request_id=request_id, priority=priority, fence=0, dispatch=1, dispatch_due_at=utcnow(),
+              request_id=request_id, priority=priority, fence=0, dispatch=1, dispatch_due_at=None,
               attempt_errors=[])
     session.add(job)
     session.flush()
@@ -186,6 +194,8 @@ def begin_stage(session: Session, job_id: int, stage: Stage, *, dispatch: int, w
         return StageDecision(Decision.IGNORE, "job is gone")
     if job.status_enum.is_final:
         return StageDecision(Decision.IGNORE, f"job is {job.status}", job_status=job.status)
+    if job.admitted_at is None:
+        return StageDecision(Decision.IGNORE, "job holds no concurrency slot")
     if dispatch != job.dispatch:
         return StageDecision(Decision.IGNORE, f"stale dispatch {dispatch} (job is at {job.dispatch})")
     current = PIPELINE.index(Stage(job.stage)) if job.stage else 0
@@ -211,7 +221,9 @@ def begin_stage(session: Session, job_id: int, stage: Stage, *, dispatch: int, w
     set_status(job, JobStatus.PROCESSING)
     job.fence += 1
     job.stage = stage.value
-    job.started_at = job.started_at or now
+    if job.started_at is None:  # the job's very first attempt: it counts as started, once
+        minutes.count_job_started(session, job.owner_user_id, minutes.utc_today(now))
+        job.started_at = now
     job.worker_id = worker_id
     job.leased_until = now + dt.timedelta(seconds=lease_seconds)
     job.dispatch_due_at = None
@@ -223,7 +235,7 @@ def begin_stage(session: Session, job_id: int, stage: Stage, *, dispatch: int, w
     session.add(run)
     session.flush()
     attempt = Attempt(job_id=job_id, stage=stage, run_id=run.id, attempt=run.attempt, fence=job.fence,
-                      dispatch=dispatch, payload=dict(job.payload))
+                      dispatch=dispatch, payload=dict(job.payload), owner_user_id=job.owner_user_id)
     return StageDecision(Decision.START, "started", attempt=attempt)
 
 
@@ -340,6 +352,27 @@ def set_media_duration(session: Session, attempt: Attempt, seconds: float) -> bo
         return False
     job.media_duration_seconds = seconds
     return True
+
+
+def charge_minutes(session: Session, attempt: Attempt, amount: float, limit: float | None,
+                   day: dt.date) -> bool | None:
+    """Reserve the job's minutes once: True if reserved (now or before), False if over the limit,
+    None if the attempt no longer holds the job."""
+    job = _own_job(session, attempt)
+    if job is None:
+        return None
+    if job.minutes_charged is not None:
+        return True  # a re-delivered stage never charges twice
+    if not minutes.reserve(session, job.owner_user_id, amount, limit, day):
+        return False
+    job.minutes_charged = amount
+    job.charged_day = day
+    return True
+
+
+def count_queued(session: Session, owner_user_id: str) -> int:
+    return session.scalar(sa.select(sa.func.count()).select_from(Job).where(
+        Job.owner_user_id == owner_user_id, Job.status == JobStatus.QUEUED.value)) or 0
 
 
 def own_job_for_store(session: Session, attempt: Attempt) -> Job | None:

@@ -13,10 +13,13 @@ from pathlib import Path
 
 from audiojobs.config import Settings
 from audiojobs.db import session_scope
-from audiojobs.errors import InvalidMedia, StageError
+from audiojobs.errors import InvalidMedia, QuotaExceeded, StageError
 from audiojobs.jobs import service
+from audiojobs.pipeline.admission import redis_client
 from audiojobs.pipeline.context import WAV_NAME, Outcome, StageContext
 from audiojobs.pipeline.guard import AttemptStopped
+from audiojobs.quotas import minutes
+from audiojobs.quotas.limits import limits_for
 
 SAMPLE_RATE = 16000
 
@@ -96,7 +99,19 @@ def _reason(stderr: str, source: Path) -> str:
 
 def run(ctx: StageContext) -> Outcome:
     duration = to_wav(ctx.source_file(), ctx.path(WAV_NAME), ctx.settings, ctx.check_stopped)
+    needed = round(duration / 60, 4)
+    today = minutes.utc_today()
     with session_scope(ctx.settings.effective_database_url) as session:
         if not service.set_media_duration(session, ctx.attempt, duration):
             raise AttemptStopped(service.attempt_lost_reason(session, ctx.attempt) or "taken_over")
+        limit = limits_for(session, ctx.settings, ctx.attempt.owner_user_id).daily_minutes
+        # Reserved now that the duration is known, before transcription spends any compute.
+        charged = service.charge_minutes(session, ctx.attempt, needed, limit, today)
+        used, started = minutes.usage(session, ctx.attempt.owner_user_id, today)
+    if charged is None:
+        raise AttemptStopped("taken_over")
+    if not charged:
+        raise QuotaExceeded(f"this file needs {needed:g} minutes; {max(0.0, (limit or 0) - used):g} of today's "
+                            f"{limit:g} are left (they reset at 00:00 UTC)")
+    minutes.mirror(redis_client(ctx.settings), ctx.attempt.owner_user_id, today, used, started)
     return Outcome.DONE

@@ -13,8 +13,17 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from audiojobs.errors import DownloadFailed, ForbiddenSource, SourceNotFound, TransientStageError, ValidationError
+from audiojobs.db import session_scope
+from audiojobs.errors import (
+    DownloadFailed,
+    FileTooLarge,
+    ForbiddenSource,
+    SourceNotFound,
+    TransientStageError,
+    ValidationError,
+)
 from audiojobs.pipeline.context import SOURCE_STEM, Outcome, StageContext
+from audiojobs.quotas.limits import limits_for
 from audiojobs.sources import check_local_path, check_url
 
 log = logging.getLogger(__name__)
@@ -24,14 +33,20 @@ def run(ctx: StageContext) -> Outcome:
     job_dir = ctx.ensure_job_dir()
     for stale in job_dir.glob(f"{SOURCE_STEM}.*"):  # a re-run starts clean
         stale.unlink()
+    with session_scope(ctx.settings.effective_database_url) as session:
+        limits = limits_for(session, ctx.settings, ctx.attempt.owner_user_id)
     if ctx.payload.get("local_path"):
-        copy_local(ctx.payload["local_path"], ctx)
+        copy_local(ctx.payload["local_path"], ctx, limits.max_file_bytes)
     else:
-        fetch_url(ctx.payload["url"], ctx)
+        fetch_url(ctx.payload["url"], ctx, limits.max_file_bytes)
     return Outcome.DONE
 
 
-def copy_local(raw_path: str, ctx: StageContext) -> Path:
+def _too_large(max_bytes: int) -> FileTooLarge:
+    return FileTooLarge(f"the file is larger than your tier's {max_bytes / 1024 / 1024:g} MB")
+
+
+def copy_local(raw_path: str, ctx: StageContext, max_bytes: int) -> Path:
     try:
         source = check_local_path(raw_path, ctx.settings.resolved_local_roots)
     except ValidationError as exc:
@@ -47,10 +62,19 @@ def copy_local(raw_path: str, ctx: StageContext) -> Path:
         raise SourceNotFound("the local file no longer exists") from None
     except OSError as exc:
         raise ForbiddenSource(f"the local file cannot be opened ({exc.strerror})", code="forbidden_path") from None
-    with os.fdopen(fd, "rb") as src, open(scratch, "wb") as dst:
-        while block := src.read(1024 * 1024):
-            dst.write(block)
-            ctx.check_stopped()
+    with os.fdopen(fd, "rb") as src:
+        if os.fstat(src.fileno()).st_size > max_bytes:
+            raise _too_large(max_bytes)
+        copied = 0
+        with open(scratch, "wb") as dst:
+            while block := src.read(1024 * 1024):
+                copied += len(block)
+                if copied > max_bytes:  # the file grew after the check
+                    dst.close()
+                    scratch.unlink(missing_ok=True)
+                    raise _too_large(max_bytes)
+                dst.write(block)
+                ctx.check_stopped()
     return scratch.replace(ctx.path(name))
 
 
@@ -70,7 +94,7 @@ class _YtDlpLogger:
         log.info("yt-dlp: %s", msg)
 
 
-def fetch_url(url: str, ctx: StageContext) -> Path:
+def fetch_url(url: str, ctx: StageContext, max_bytes: int) -> Path:
     try:
         check_url(url)
     except ValidationError as exc:
@@ -80,7 +104,7 @@ def fetch_url(url: str, ctx: StageContext) -> Path:
     download_dir = ctx.scratch("download")  # private to this attempt; moved into place at the end
     options: dict[str, Any] = {
         "outtmpl": {"default": str(download_dir / f"{SOURCE_STEM}.%(ext)s")},
-        "progress_hooks": [lambda _progress: ctx.check_stopped()],
+        "progress_hooks": [lambda progress: _on_progress(progress, ctx, max_bytes)],
         "format": "bestaudio/best",
         "noplaylist": True,
         "playlist_items": "1",
@@ -107,6 +131,13 @@ def fetch_url(url: str, ctx: StageContext) -> Path:
         raise _classify_download_error(str(exc)) from None
     finally:
         shutil.rmtree(download_dir, ignore_errors=True)
+
+
+def _on_progress(progress: dict[str, Any], ctx: StageContext, max_bytes: int) -> None:
+    """Stop when the job was cancelled, or when a download of unannounced size grows too large."""
+    ctx.check_stopped()
+    if (progress.get("downloaded_bytes") or 0) > max_bytes:
+        raise _too_large(max_bytes)
 
 
 def _classify_download_error(message: str) -> Exception:

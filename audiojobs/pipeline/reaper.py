@@ -7,7 +7,8 @@ Each pass (``AUDIO_REAPER_INTERVAL_SECONDS``):
 2. if Redis came back empty (the epoch key is gone: a restart without persistence), every active
    job that no live lease holds gets a new dispatch;
 3. every dispatch that is due and unpublished (retries after their backoff, the above, messages
-   whose publishing failed) is published.
+   whose publishing failed) is published;
+4. the per-user slot sets are brought in line with the jobs table, and waiting jobs admitted.
 """
 
 from __future__ import annotations
@@ -15,15 +16,16 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
-from functools import lru_cache
 
-import redis
 from celery import Celery
 
 from audiojobs.config import Settings
 from audiojobs.db import session_scope, utcnow
 from audiojobs.jobs import recovery
+from audiojobs.pipeline import admission
 from audiojobs.pipeline.flow import publish
+from audiojobs.quotas import minutes
+from audiojobs.users import service as users_service
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +38,7 @@ class ReapReport:
     redispatched: int
     published: int
     broker_was_reset: bool
-
-
-@lru_cache(maxsize=4)
-def _redis(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    admitted: int
 
 
 def reap(settings: Settings, celery: Celery) -> ReapReport:
@@ -48,8 +46,7 @@ def reap(settings: Settings, celery: Celery) -> ReapReport:
     with session_scope(db_url) as session:
         expired = recovery.reap_expired_leases(session)
         recovery.close_abandoned_runs(session, dt.timedelta(seconds=settings.lease_seconds))
-    assert settings.redis_url is not None
-    client = _redis(settings.redis_url)
+    client = admission.redis_client(settings)
     redispatched: list[int] = []
     broker_was_reset = not client.exists(EPOCH_KEY)
     if broker_was_reset:
@@ -64,7 +61,39 @@ def reap(settings: Settings, celery: Celery) -> ReapReport:
         with session_scope(db_url) as session:
             recovery.mark_published(session, dispatch)
         published += 1
-    report = ReapReport(len(expired), len(redispatched), published, broker_was_reset)
-    if expired or redispatched or published:
+    # Slots follow the jobs table (renewed, re-added after a Redis loss, freed for ended jobs),
+    # then every waiting job that may start now is admitted.
+    admission.reconcile_slots(settings)
+    admitted = admission.admit(settings, celery)
+    report = ReapReport(len(expired), len(redispatched), published, broker_was_reset, admitted)
+    if expired or redispatched or published or admitted:
         log.info("reaper: %s", report)
+    return report
+
+
+def reset_quotas(settings: Settings, celery: Celery, user_id: str | None = None,
+                 day: dt.date | None = None) -> dict[str, int]:
+    """The daily reset (beat, AUDIO_QUOTA_RESET_CRON) and ``audiojobs quotas reset``: start the day's
+    ledger rows, rebuild the Redis usage counters from the ledger, clear stale concurrency slots."""
+    day = day or minutes.utc_today()
+    client = admission.redis_client(settings)
+    slots = admission.slots_for(settings)
+    with session_scope(settings.effective_database_url) as session:
+        owners = [user_id] if user_id else sorted(set(users_service.all_user_ids(session, settings))
+                                                  | set(recovery.admitted_active_jobs(session)))
+        for owner in owners:
+            minutes.start_day(session, owner, day)
+    with session_scope(settings.effective_database_url) as session:
+        mirrored = minutes.rebuild_mirror(session, client, day, user_id)
+        held = recovery.admitted_active_jobs(session)
+    cleared = 0
+    for owner in ([user_id] if user_id else sorted(set(held) | set(slots.users_with_slots()))):
+        before = set(slots.members(owner))
+        slots.clear(owner)
+        slots.refresh(owner, keep=held.get(owner, []), drop=[])
+        cleared += len(before - set(held.get(owner, [])))
+    admitted = admission.admit(settings, celery)
+    report = {"users": len(owners), "counters_rebuilt": mirrored, "stale_slots_cleared": cleared,
+              "admitted": admitted}
+    log.info("quota reset for %s: %s", day, report)
     return report

@@ -22,11 +22,13 @@ import sqlalchemy.exc
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 
 from audiojobs.celery_app import AudioJobsTask, app_settings
+from audiojobs.config import Settings
 from audiojobs.db import session_scope
 from audiojobs.errors import AudioJobsError
 from audiojobs.jobs import recovery, service
 from audiojobs.jobs.service import Decision
-from audiojobs.jobs.states import JobStatus, Stage
+from audiojobs.jobs.states import PIPELINE, JobStatus, Stage
+from audiojobs.pipeline import admission
 from audiojobs.pipeline.context import Outcome, StageContext, remove_job_dir
 from audiojobs.pipeline.guard import AttemptGuard, AttemptStopped, holder_is_dead, worker_id
 
@@ -78,6 +80,8 @@ class StageTask(AudioJobsTask):
             raise Ignore()
         attempt = decision.attempt
         log.info("job %s: %s started (attempt %s, fence %s)", job_id, stage.value, attempt.attempt, attempt.fence)
+        if stage is PIPELINE[0] and settings.owner_strict:
+            admit_quietly(settings)  # one fewer admitted job waits unstarted: let the next owner in
         with AttemptGuard(settings, attempt) as guard:
             ctx = StageContext(settings=settings, attempt=attempt, guard=guard)
             try:
@@ -98,6 +102,7 @@ class StageTask(AudioJobsTask):
                 self._fail(ctx, "internal_error", f"{stage.value} failed unexpectedly ({type(exc).__name__})")
         if outcome is Outcome.FINISHED:
             log.info("job %s: %s finished the job", job_id, stage.value)
+            self._job_ended(ctx)
             return
         try:
             with session_scope(db_url) as session:
@@ -117,8 +122,13 @@ class StageTask(AudioJobsTask):
                 service.close_stopped_run(session, ctx.attempt, reason)
         if reason in _CLEAN_UP_AFTER:
             remove_job_dir(ctx.settings, ctx.job_id)
+            self._job_ended(ctx)
         log.info("job %s: %s attempt %s stopped: %s", ctx.job_id, ctx.attempt.stage.value, ctx.attempt.fence, reason)
         raise Ignore()
+
+    def _job_ended(self, ctx: StageContext) -> None:
+        """Free the job's concurrency slot and admit the owner's next waiting job."""
+        admission.release(ctx.settings, self.app, ctx.attempt.owner_user_id, ctx.job_id)
 
     def _fail(self, ctx: StageContext, code: str, message: str) -> None:
         with session_scope(ctx.settings.effective_database_url) as session:
@@ -126,6 +136,7 @@ class StageTask(AudioJobsTask):
         if failed:
             remove_job_dir(ctx.settings, ctx.job_id)
             log.info("job %s failed: %s: %s", ctx.job_id, code, message)
+            self._job_ended(ctx)
         raise Ignore()
 
     def _retry_later(self, ctx: StageContext, code: str, message: str) -> None:
@@ -134,6 +145,7 @@ class StageTask(AudioJobsTask):
             outcome = service.retry_later(session, ctx.attempt, code=code, message=message, delay_seconds=delay)
         if outcome == "failed":
             remove_job_dir(ctx.settings, ctx.job_id)
+            self._job_ended(ctx)
         log.info("job %s: %s: %s (%s; next try in %.1f s)", ctx.job_id, ctx.attempt.stage.value, message, outcome,
                  delay)
         raise Ignore()
@@ -148,3 +160,12 @@ class StageTask(AudioJobsTask):
                 recovery.mark_dispatch_due(session, int(job_id), delay_seconds=5)
         except Exception as inner:  # noqa: BLE001 - the lease and the reaper remain as the last resort
             log.error("job %s: could not schedule a re-dispatch: %r", job_id, inner)
+
+
+def admit_quietly(settings: Settings) -> None:
+    from audiojobs.celery_app import celery
+
+    try:
+        admission.admit(settings, celery)
+    except Exception as exc:  # noqa: BLE001 - admission is retried by every reaper pass
+        log.warning("admission after a job start failed: %r", exc)

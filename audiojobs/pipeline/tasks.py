@@ -44,6 +44,12 @@ def reap() -> dict[str, object]:
     return reaper.reap(app_settings(), celery).__dict__
 
 
+@celery.task(base=AudioJobsTask, name="audiojobs.reset_quotas")
+def reset_quotas() -> dict[str, int]:
+    """Beat, at AUDIO_QUOTA_RESET_CRON (00:00 UTC): a new day's quotas, counters rebuilt from the ledger."""
+    return reaper.reset_quotas(app_settings(), celery)
+
+
 @celery.task(base=AudioJobsTask, name="audiojobs.sweep_work_dirs")
 def sweep_work_dirs() -> int:
     """Beat, every 15 minutes: remove work directories of finished jobs."""

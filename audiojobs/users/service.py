@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from audiojobs.config import Settings
 from audiojobs.db import utcnow
 from audiojobs.errors import Conflict, NotFound, ValidationError
 from audiojobs.users.models import ApiKey, User
@@ -44,6 +45,13 @@ def create_user(session: Session, username: str, *, password: str | None, role: 
 
 def list_users(session: Session) -> list[User]:
     return list(session.scalars(sa.select(User).order_by(User.id)))
+
+
+def all_user_ids(session: Session, settings: Settings) -> list[str]:
+    """Every owner id of this deployment: the users table, or the single user."""
+    if settings.auth_mode == "single_user":
+        return [settings.single_user_id]
+    return [str(i) for i in session.scalars(sa.select(User.id).where(User.disabled.is_(False)))]
 
 
 def get_user(session: Session, user_id: str | int) -> User | None:

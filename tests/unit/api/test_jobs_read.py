@@ -9,7 +9,7 @@ from flask.testing import FlaskClient
 
 from audiojobs.config import Settings
 from audiojobs.db import session_scope
-from audiojobs.jobs import service
+from audiojobs.jobs import recovery, service
 from audiojobs.jobs.states import Stage
 from tests.conftest import AUTH
 
@@ -22,6 +22,7 @@ def make_job(settings: Settings, owner: str = "1", status: str = "queued") -> in
                                  max_retries=3, request_id=None)
         job_id = job.id
         if status != "queued":
+            recovery.mark_admitted(session, job_id)
             started = service.begin_stage(session, job_id, Stage.DOWNLOAD, dispatch=1, worker_id="w:1",
                                           lease_seconds=60, holder_is_dead=lambda _h: False)
             assert started.attempt is not None

@@ -17,10 +17,14 @@ ALIVE = lambda _holder: False  # noqa: E731
 DEAD = lambda _holder: True  # noqa: E731
 
 
-def _create(url: str, owner: str = "1", max_retries: int = 2) -> int:
+def _create(url: str, owner: str = "1", max_retries: int = 2, admit: bool = True) -> int:
     with session_scope(url) as s:
-        return service.create_job(s, owner_user_id=owner, payload={"url": "https://e.com/a.mp3"}, queue="audio_cpu",
-                                  max_retries=max_retries, request_id="r1").id
+        job_id = service.create_job(s, owner_user_id=owner, payload={"url": "https://e.com/a.mp3"},
+                                    queue="audio_cpu", max_retries=max_retries, request_id="r1").id
+    if admit:
+        with session_scope(url) as s:
+            assert recovery.mark_admitted(s, job_id) == service.Dispatch(job_id, 1, Stage.DOWNLOAD)
+    return job_id
 
 
 def _begin(url: str, job_id: int, stage: Stage = Stage.DOWNLOAD, dispatch: int = 1, worker: str = "host:1",
@@ -52,6 +56,14 @@ def test_stage_lifecycle_moves_the_job_on(db_url: str) -> None:
     assert _begin(db_url, job_id, Stage.DOWNLOAD).decision is Decision.SKIP_DONE
     # A message for a later stage than the job's is not ours.
     assert _begin(db_url, job_id, Stage.CHUNK).decision is Decision.IGNORE
+
+
+def test_jobs_without_a_slot_never_start(db_url: str) -> None:
+    job_id = _create(db_url, admit=False)
+    assert _begin(db_url, job_id).decision is Decision.IGNORE
+    with session_scope(db_url) as s:
+        assert recovery.waiting_job_ids(s, "1", 10) == [job_id]
+        assert recovery.count_admitted_unstarted(s) == 0
 
 
 def test_stale_dispatch_and_final_jobs_are_ignored(db_url: str) -> None:
@@ -128,6 +140,8 @@ def test_retry_later_backs_off_with_a_new_dispatch(db_url: str) -> None:
                                    delay_seconds=30) == "retrying"
     job = _job(db_url, job_id)
     assert (job.status, job.retry_count, job.dispatch, job.worker_id) == ("queued", 1, 2, None)
+    with session_scope(db_url) as s:
+        s.get(Job, job_id).dispatch_due_at = utcnow() + dt.timedelta(seconds=30)  # type: ignore[union-attr]
     with session_scope(db_url) as s:
         assert recovery.due_dispatches(s) == []  # not before its backoff
         s.get(Job, job_id).dispatch_due_at = utcnow() - dt.timedelta(seconds=5)  # type: ignore[union-attr]

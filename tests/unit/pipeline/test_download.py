@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from audiojobs.config import Settings
-from audiojobs.errors import DownloadFailed, ForbiddenSource, SourceNotFound
+from audiojobs.errors import DownloadFailed, FileTooLarge, ForbiddenSource, SourceNotFound
 from audiojobs.jobs.service import Attempt
 from audiojobs.jobs.states import Stage
 from audiojobs.pipeline import download
@@ -30,9 +30,16 @@ def media_server(tmp_path: Path) -> Iterator[MediaServer]:
     server.stop()
 
 
-def _ctx(tmp_path: Path, payload: dict, roots: str = "") -> StageContext:
+@pytest.fixture(autouse=True)
+def _database(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)  # the stage reads the owner's tier limits
+
+
+def _ctx(tmp_path: Path, payload: dict, roots: str = "", **env: str) -> StageContext:
+    import os
+
     settings = Settings.from_env({"AUDIO_WORK_DIR": str(tmp_path / "work"), "AUDIO_LOCAL_ROOTS": roots,
-                                  "AUDIO_DOWNLOAD_TIMEOUT": "5"})
+                                  "AUDIO_DOWNLOAD_TIMEOUT": "5", "DATABASE_URL": os.environ["DATABASE_URL"], **env})
     attempt = Attempt(job_id=7, stage=Stage.DOWNLOAD, run_id=1, attempt=1, fence=1, dispatch=1, payload=payload)
     # The guard's heartbeat thread is not started: these tests exercise the stage function alone.
     return StageContext(settings=settings, attempt=attempt, guard=AttemptGuard(settings, attempt))
@@ -84,3 +91,13 @@ def test_page_without_media_fails_clearly(tmp_path: Path, media_server: MediaSer
 def test_non_http_url_is_refused_even_in_the_worker(tmp_path: Path) -> None:
     with pytest.raises(ForbiddenSource):
         download.run(_ctx(tmp_path, {"url": "file:///etc/passwd"}))
+
+
+def test_files_over_the_tier_limit_are_refused(tmp_path: Path, media_root: Path, media_server: MediaServer) -> None:
+    tiny = '{"free": {"max_file_mb": 0.5}}'  # jfk.flac is 1.1 MB; the owner "" gets the default tier
+    with pytest.raises(FileTooLarge):
+        download.run(_ctx(tmp_path, {"local_path": str(media_root / "jfk.flac")}, roots=str(media_root),
+                          AUDIO_TIER_LIMITS_JSON=tiny))
+    with pytest.raises(FileTooLarge):
+        download.run(_ctx(tmp_path, {"url": media_server.url("jfk.flac")}, AUDIO_TIER_LIMITS_JSON=tiny))
+    assert not list((tmp_path / "work" / "job-7").glob("source.*"))

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from audiojobs.config import Settings
 from audiojobs.db import session_scope
-from audiojobs.jobs import service
+from audiojobs.jobs import recovery, service
 from audiojobs.jobs.models import Analysis, Job, Transcript, TranscriptChunk
 from audiojobs.jobs.states import Stage
 from audiojobs.pipeline import store
@@ -26,6 +26,7 @@ def _prepared(db_url: str, tmp_path: Path) -> StageContext:
         job_id = service.create_job(s, owner_user_id="1", payload={"local_path": "/m/a.flac"}, queue="audio_cpu",
                                     max_retries=3, request_id=None).id
         s.get(Job, job_id).stage = Stage.STORE.value  # type: ignore[union-attr]
+        recovery.mark_admitted(s, job_id)
         started = service.begin_stage(s, job_id, Stage.STORE, dispatch=1, worker_id="w", lease_seconds=60,
                                       holder_is_dead=lambda _h: False)
         assert started.attempt is not None

@@ -1,0 +1,117 @@
+"""Admission: which waiting jobs start now, within each owner's concurrency cap.
+
+A submitted job waits (``queued``, no slot) until its owner has a free slot; then it is admitted
+(``admitted_at``) and its chain is sent. Admission runs at submit, whenever a job ends or starts,
+and on every reaper pass, so a freed slot is used at once. Waiting for a slot uses no retry and
+no broker message.
+
+With ``AUDIO_JOBS_OWNER_STRICT=true`` admission is also fair across owners: at most
+``AUDIO_STRICT_QUEUE_DEPTH`` admitted jobs wait unstarted in the broker, and the next one goes to
+the owner whose latest admission is oldest (round-robin), so one user's backlog delays another
+user's job by about one job's run time at most.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+
+import redis
+from celery import Celery
+
+from audiojobs.config import Settings
+from audiojobs.db import session_scope
+from audiojobs.jobs import recovery, service
+from audiojobs.pipeline.flow import publish
+from audiojobs.quotas.limits import limits_for
+from audiojobs.quotas.slots import Slots
+
+log = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=8)
+def _client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+
+
+def redis_client(settings: Settings) -> redis.Redis:
+    assert settings.redis_url is not None
+    return _client(settings.redis_url)
+
+
+def slots_for(settings: Settings) -> Slots:
+    # Outlives a heartbeat gap and a few missed reaper passes; the reaper renews every admitted job.
+    return Slots(redis_client(settings), ttl_seconds=max(settings.lease_seconds * 2, settings.reaper_interval * 6))
+
+
+def _cap(settings: Settings, owner: str) -> int:
+    with session_scope(settings.effective_database_url) as session:
+        return limits_for(session, settings, owner).concurrent_jobs
+
+
+def _try_admit(settings: Settings, celery: Celery, slots: Slots, owner: str, job_id: int, cap: int) -> bool | None:
+    """True: admitted and sent. False: the owner is at the cap. None: the job no longer waits."""
+    if not slots.acquire(owner, job_id, cap):
+        return False
+    with session_scope(settings.effective_database_url) as session:
+        dispatch = recovery.mark_admitted(session, job_id)
+    if dispatch is None:
+        slots.release(owner, job_id)
+        return None
+    publish(celery, dispatch)  # if this fails, dispatch_due_at makes the reaper send it
+    with session_scope(settings.effective_database_url) as session:
+        recovery.mark_published(session, dispatch)
+    log.info("job %s admitted for owner %s", job_id, owner)
+    return True
+
+
+def admit(settings: Settings, celery: Celery, owner: str | None = None) -> int:
+    """Admit every waiting job that may start now; how many were admitted."""
+    slots = slots_for(settings)
+    db_url = settings.effective_database_url
+    admitted = 0
+    if settings.owner_strict:
+        while True:
+            with session_scope(db_url) as session:
+                if recovery.count_admitted_unstarted(session) >= settings.strict_queue_depth:
+                    return admitted
+                candidates = recovery.waiting_owners(session)
+            for candidate_owner, job_id in candidates:
+                if _try_admit(settings, celery, slots, candidate_owner, job_id, _cap(settings, candidate_owner)):
+                    admitted += 1
+                    break
+            else:
+                return admitted
+    with session_scope(db_url) as session:
+        owners = [owner] if owner is not None else [o for o, _first in recovery.waiting_owners(session)]
+    for each in owners:
+        cap = _cap(settings, each)
+        with session_scope(db_url) as session:
+            waiting = recovery.waiting_job_ids(session, each, limit=cap + 5)
+        for job_id in waiting:
+            outcome = _try_admit(settings, celery, slots, each, job_id, cap)
+            if outcome is False:
+                break
+            admitted += outcome is True
+    return admitted
+
+
+def release(settings: Settings, celery: Celery, owner: str, job_id: int) -> None:
+    """The job is final: free its slot and let the next waiting job in."""
+    try:
+        slots_for(settings).release(owner, job_id)
+        admit(settings, celery, None if settings.owner_strict else owner)
+    except redis.RedisError as exc:  # the reaper rebuilds the slot sets from the jobs table
+        log.warning("job %s: slot not released now (%r); the reaper will", job_id, exc)
+
+
+def reconcile_slots(settings: Settings) -> None:
+    """Bring the slot sets in line with the jobs table: renew every admitted active job's slot
+    (re-adding it after a Redis loss), drop slots of jobs that are final or gone."""
+    slots = slots_for(settings)
+    members = {owner: slots.members(owner) for owner in slots.users_with_slots()}
+    with session_scope(settings.effective_database_url) as session:
+        held = recovery.admitted_active_jobs(session)
+        finished = service.final_job_ids(session, sorted({j for ids in members.values() for j in ids}))
+    for owner in set(held) | set(members):
+        slots.refresh(owner, keep=held.get(owner, []), drop=[j for j in members.get(owner, ()) if j in finished])
