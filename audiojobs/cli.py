@@ -166,6 +166,32 @@ def users_list() -> None:
             click.echo(f"{user.id:>5}  {user.username:24} {user.role:6} {user.tier:12} {state}")
 
 
+@users.command("disable")
+@click.argument("name")
+def users_disable(name: str) -> None:
+    """Lock NAME out at once: tokens and API keys stop working."""
+    _set_disabled(name, True)
+
+
+@users.command("enable")
+@click.argument("name")
+def users_enable(name: str) -> None:
+    """Let a disabled user in again."""
+    _set_disabled(name, False)
+
+
+def _set_disabled(name: str, disabled: bool) -> None:
+    from audiojobs.db import session_scope
+    from audiojobs.users import service
+
+    with session_scope(_settings().effective_database_url) as session:
+        user = service.get_user_by_name(session, name)
+        if user is None:
+            raise click.ClickException(f"no user {name!r}")
+        service.set_disabled(session, user, disabled)
+    click.echo(f"user {name} {'disabled' if disabled else 'enabled'}")
+
+
 @main.group()
 def keys() -> None:
     """Per-user API keys."""

@@ -21,7 +21,7 @@ from pathlib import Path
 from audiojobs.config import Settings, environ_with
 from audiojobs.embedded_redis import free_port, redis_command, wait_for_redis, write_url_file
 from audiojobs.errors import ConfigError
-from audiojobs.local_secrets import api_key_path, flower_auth_path, read_or_create_secret
+from audiojobs.local_secrets import api_key_path, flower_auth_path, jwt_secret_path, read_or_create_secret
 
 STOP_GRACE_SECONDS = 15.0
 # Celery reads this in the worker: SIGTERM then starts the soft shutdown (running stages get
@@ -175,6 +175,8 @@ def run_up(settings: Settings, repo_root: Path) -> int:
             if root.startswith(str(var)):
                 Path(root).mkdir(parents=True, exist_ok=True)
         env.update(AUDIOJOBS_API_KEY=api_key, FLOWER_BASIC_AUTH=flower_auth, AUDIO_LOCAL_ROOTS=":".join(roots))
+        if settings.auth_mode == "multi_user":
+            env["AUDIOJOBS_JWT_SECRET"] = settings.jwt_secret or read_or_create_secret(jwt_secret_path(var))
         db_url = settings.effective_database_url
         env["DATABASE_URL"] = db_url
         upgrade(db_url)
@@ -200,6 +202,20 @@ def banner(settings: Settings, base: str, redis_note: str, key_note: str, flower
     sample = next((str(Path(r) / "jfk.flac") for r in roots if (Path(r) / "jfk.flac").is_file()),
                   str(Path(roots[0]) / "your-file.mp3") if roots else "/path/to/audio.mp3")
     user, _, password = flower_auth.partition(":")
+    if settings.auth_mode == "multi_user":
+        return "\n".join([
+            "", "audiojobs is up (AUTH_MODE=multi_user). Ctrl-C stops everything.",
+            f"  API            {base}/api/v1/audio   (log in at {base}/api/v1/auth/login)",
+            f"  Local roots    {':'.join(roots)}   (AUDIO_LOCAL_ROOTS)",
+            f"  Flower         http://127.0.0.1:{settings.flower_port}   (user {user}, password {password})",
+            f"  Redis          {settings.redis_url}   ({redis_note})",
+            f"  Database       {db_url}",
+            "",
+            "Create a user and a key in another terminal:",
+            "  .venv/bin/audiojobs users create alice --tier standard",
+            "  .venv/bin/audiojobs keys create alice",
+            "",
+        ])
     return "\n".join([
         "",
         "audiojobs is up. Ctrl-C stops everything.",

@@ -124,12 +124,13 @@ def client(app: Flask) -> FlaskClient:
 
 
 def wait_for_job(client: FlaskClient, job_id: int, timeout: float = 90,
-                 until: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+                 until: Callable[[dict[str, Any]], bool] | None = None,
+                 headers: dict[str, str] | None = None) -> dict[str, Any]:
     """Poll GET /jobs/{id} until the job is final (or ``until`` holds); the last body."""
     deadline = time.monotonic() + timeout
     body: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        resp = client.get(f"/api/v1/audio/jobs/{job_id}", headers=AUTH)
+        resp = client.get(f"/api/v1/audio/jobs/{job_id}", headers=headers or AUTH)
         assert resp.status_code == 200, resp.get_json()
         body = resp.get_json()
         if (until(body) if until else body["status"] in {"completed", "failed", "cancelled"}):

@@ -52,7 +52,7 @@ def stack_env(db_url: str, redis_url: str, tmp: Path, media_root: Path) -> dict[
 
 @contextlib.contextmanager
 def build_stack(kind: str, tmp: Path, redis_url: str, postgres: PostgresServer | None,
-                admin_url: str | None = None) -> Iterator[Stack]:
+                admin_url: str | None = None, extra_env: dict[str, str] | None = None) -> Iterator[Stack]:
     """Database (fresh, migrated), Redis database (flushed), settings and API client; no processes."""
     media_root = tmp / "media"
     media_root.mkdir(exist_ok=True)
@@ -67,7 +67,7 @@ def build_stack(kind: str, tmp: Path, redis_url: str, postgres: PostgresServer |
         db_url = pg.create_database()
     upgrade(db_url)
     redis_lib.Redis.from_url(redis_url).flushdb()
-    env = stack_env(db_url, redis_url, tmp, media_root)
+    env = {**stack_env(db_url, redis_url, tmp, media_root), **(extra_env or {})}
     settings = Settings.from_env(env)
     client = create_app(settings).test_client()
     try:

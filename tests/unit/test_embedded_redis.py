@@ -40,3 +40,4 @@ def test_starts_once_then_reuses_it(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         assert client.config_get("appendonly")["appendonly"] == "yes"  # persistent across restarts
     finally:
         _stop(dataclasses.replace(settings))
+

@@ -215,6 +215,9 @@ def test_cli_users_and_keys(tmp_path: Path, sqlite_url: str) -> None:
     bad = cli("users", "create", "erin", "--tier", "gold", "--password-stdin", stdin="erin-password\n")
     assert bad.returncode != 0 and "unknown tier" in bad.stderr
     assert cli("keys", "create", "nobody").returncode != 0
+    assert cli("users", "disable", "carol").stdout.strip() == "user carol disabled"
+    assert "disabled" in next(line for line in cli("users", "list").stdout.splitlines() if "carol" in line)
+    assert cli("users", "enable", "carol").returncode == 0
 
 
 def test_admin_reads_and_sets_tiers(client: FlaskClient) -> None:

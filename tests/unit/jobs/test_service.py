@@ -206,3 +206,21 @@ def test_queries(db_url: str) -> None:
         assert service.count_by_status(s, owner_user_id=None)["queued"] == 2
         assert service.count_processing(s, "a") == 1
         assert service.final_job_ids(s, [a1, a2, 12345]) == {12345}
+
+
+def test_minutes_are_charged_once_and_given_back_when_the_job_does_not_complete(db_url: str) -> None:
+    from audiojobs.quotas import minutes
+
+    day = minutes.utc_today()
+    job_id = _create(db_url, owner="m")
+    started = _begin(db_url, job_id)
+    assert started.attempt is not None
+    with session_scope(db_url) as s:
+        assert service.charge_minutes(s, started.attempt, 0.5, 1.0, day) is True
+        assert service.charge_minutes(s, started.attempt, 0.5, 1.0, day) is True  # again: not charged twice
+        assert minutes.usage(s, "m", day) == (0.5, 1)
+    with session_scope(db_url) as s:
+        service.cancel_job(s, job_id, Principal("m", is_admin=False))
+    with session_scope(db_url) as s:
+        assert minutes.usage(s, "m", day) == (0.0, 1)  # the reservation went back; the start still counts
+        assert s.get(Job, job_id).minutes_charged == 0.0  # type: ignore[union-attr]
