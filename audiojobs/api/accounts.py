@@ -104,7 +104,7 @@ def list_keys() -> ResponseReturnValue:
     multi_user_only()
     raw = request.args.get("user_id")
     with session_scope(current_settings().effective_database_url) as session:
-        user = _target_user(session, parse_job_id(raw) if raw else None)
+        user = _target_user(session, parse_job_id(raw, "user_id") if raw else None)
         return jsonify({"keys": [key_to_dict(k) for k in users.list_api_keys(session, user.id)]})
 
 
@@ -113,6 +113,6 @@ def list_keys() -> ResponseReturnValue:
 def revoke_key(key_id: str) -> ResponseReturnValue:
     multi_user_only()
     with session_scope(current_settings().effective_database_url) as session:
-        users.revoke_api_key(session, parse_job_id(key_id), user_id=int(g.principal.user_id),
+        users.revoke_api_key(session, parse_job_id(key_id, "key_id"), user_id=int(g.principal.user_id),
                              is_admin=g.principal.is_admin)
     return "", 204

@@ -109,9 +109,10 @@ def parse_admin_list(args: Any) -> AdminListQuery:
     return query
 
 
-def parse_job_id(raw: str) -> int:
+def parse_job_id(raw: str, field: str = "job_id") -> int:
+    """A path or query id: a positive integer, else 422 naming ``field``."""
     if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
-        raise ValidationError("job_id must be a positive integer", code="invalid_value", field="job_id")
+        raise ValidationError(f"{field} must be a positive integer", code="invalid_value", field=field)
     return int(raw)
 
 

@@ -233,3 +233,21 @@ def test_admin_reads_and_sets_tiers(client: FlaskClient) -> None:
         "code": "unknown_tier", "message": resp.get_json()["error"]["message"], "field": "tier"}
     assert client.put(f"{BASE}/admin/tiers/99", json={"tier": "free"}, headers=admin).status_code == 404
     assert client.put(f"{BASE}/admin/tiers/1", json={"tier": 5}, headers=admin).status_code == 422
+
+
+def test_bad_input_on_the_account_endpoints_is_422_naming_the_field(client: FlaskClient) -> None:
+    admin = bearer(login(client, "root")["access_token"])
+    cases = [("get", "/api/v1/auth/keys?user_id=abc", None, "user_id"),
+             ("delete", "/api/v1/auth/keys/x1", None, "key_id"),
+             ("post", "/api/v1/auth/keys", {"name": ""}, "name"),
+             ("post", "/api/v1/auth/keys", {"name": "k", "user_id": "2"}, "user_id"),
+             ("post", "/api/v1/auth/keys", {"name": "k", "extra": 1}, "extra"),
+             ("put", f"{BASE}/admin/tiers/1", {"tier": ""}, "tier")]
+    for method, path, body, field in cases:
+        resp = getattr(client, method)(path, json=body, headers=admin) if body is not None else \
+            getattr(client, method)(path, headers=admin)
+        assert resp.status_code == 422, (path, resp.get_json())
+        assert resp.get_json()["error"]["field"] == field, path
+    resp = client.post("/api/v1/auth/login", data="username=a&password=b",
+                       content_type="application/x-www-form-urlencoded")
+    assert resp.status_code == 422 and resp.get_json()["error"]["code"] == "invalid_json"
