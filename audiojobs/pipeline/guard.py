@@ -1,8 +1,8 @@
 """The heartbeat of a running stage attempt.
 
 A daemon thread renews the attempt's lease (and its owner's concurrency slot) every third of
-``JOBS_LEASE_SECONDS`` and checks
-every second whether the attempt still holds its job. When it does not (the job was cancelled,
+``JOBS_LEASE_SECONDS`` and checks every second whether the attempt still holds its job. When it
+does not (the job was cancelled,
 failed elsewhere, deleted, or taken over after a lost lease), ``check()`` raises
 ``AttemptStopped``: stage code calls it at safe points (between segments, while ffmpeg runs, on
 download progress) and so stops within about a second, with no side effect.
