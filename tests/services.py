@@ -248,4 +248,11 @@ class PrivatePostgres:
                pgdata=self.data_dir, user=self.server.system_user, timeout=30)
 
     def cleanup(self) -> None:
+        """Stop the server for good (pgserver's own cleanup loses track of one we restarted)."""
+        import subprocess
+
+        try:
+            self.stop()
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+            pass  # already stopped
         self.server.cleanup()
