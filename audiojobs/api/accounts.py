@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from audiojobs.api.auth import current_settings, decode_jwt, login_required, multi_user_only
 from audiojobs.api.schemas import parse_job_id, parse_json_object, parse_model
-from audiojobs.api.serializers import _iso
+from audiojobs.api.serializers import iso_utc
 from audiojobs.db import session_scope
 from audiojobs.errors import Forbidden, NotFound, Unauthorized
 from audiojobs.users import service as users
@@ -43,8 +43,8 @@ def _tokens(user: User, refresh: bool = True) -> dict[str, object]:
 
 def key_to_dict(row: ApiKey) -> dict[str, object]:
     return {"id": row.id, "user_id": row.user_id, "name": row.name, "prefix": row.prefix,
-            "created_at": _iso(row.created_at), "revoked_at": _iso(row.revoked_at),
-            "last_used_at": _iso(row.last_used_at)}
+            "created_at": iso_utc(row.created_at), "revoked_at": iso_utc(row.revoked_at),
+            "last_used_at": iso_utc(row.last_used_at)}
 
 
 @accounts.post("/login")

@@ -24,7 +24,7 @@ from audiojobs.api.schemas import (
     parse_model,
     validate_submit,
 )
-from audiojobs.api.serializers import _iso, job_summary, job_to_dict, result_to_dict, stage_run_to_dict
+from audiojobs.api.serializers import iso_utc, job_summary, job_to_dict, result_to_dict, stage_run_to_dict
 from audiojobs.config import Settings
 from audiojobs.db import session_scope, utcnow
 from audiojobs.errors import (
@@ -108,9 +108,9 @@ def check_submit_allowed(session: Session, settings: Settings, owner: str, paylo
         if used >= limits.daily_minutes - minutes.EPSILON:
             reset = minutes.resets_at(today)
             raise QuotaExceeded(
-                f"today's {limits.daily_minutes:g} minutes are used up; they reset at {_iso(reset)}",
+                f"today's {limits.daily_minutes:g} minutes are used up; they reset at {iso_utc(reset)}",
                 headers={"Retry-After": str(int((reset - utcnow()).total_seconds()) + 1)},
-                details={"resets_at": _iso(reset), "minutes_used": round(used, 4),
+                details={"resets_at": iso_utc(reset), "minutes_used": round(used, 4),
                          "minutes_limit": limits.daily_minutes})
     local_path = payload.get("local_path")
     if isinstance(local_path, str) and os.path.getsize(local_path) > limits.max_file_bytes:
@@ -196,7 +196,7 @@ def usage() -> ResponseReturnValue:
                     "minutes_limit": limit,
                     "minutes_remaining": None if limit is None else round(max(0.0, limit - used), 4),
                     "jobs_started": started, "concurrent_jobs_limit": limits.concurrent_jobs,
-                    "max_file_mb": limits.max_file_mb, "resets_at": _iso(minutes.resets_at(today))})
+                    "max_file_mb": limits.max_file_mb, "resets_at": iso_utc(minutes.resets_at(today))})
 
 
 @jobs.get("/jobs/admin/list")

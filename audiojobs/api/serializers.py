@@ -8,7 +8,7 @@ from typing import Any
 from audiojobs.jobs.models import Analysis, Job, StageRun, Transcript, TranscriptChunk
 
 
-def _iso(value: dt.datetime | None) -> str | None:
+def iso_utc(value: dt.datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
@@ -30,21 +30,21 @@ def job_to_dict(job: Job) -> dict[str, Any]:
         "error_message": job.error_message,
         "attempt_errors": list(job.attempt_errors or []),
         "media_duration_seconds": job.media_duration_seconds,
-        "leased_until": _iso(job.leased_until),
+        "leased_until": iso_utc(job.leased_until),
         "worker_id": job.worker_id,
         "request_id": job.request_id,
-        "created_at": _iso(job.created_at),
-        "started_at": _iso(job.started_at),
-        "updated_at": _iso(job.updated_at),
-        "completed_at": _iso(job.completed_at),
-        "cancelled_at": _iso(job.cancelled_at),
-        "retry_at": _iso(job.dispatch_due_at) if job.status == "queued" and job.retry_count else None,
+        "created_at": iso_utc(job.created_at),
+        "started_at": iso_utc(job.started_at),
+        "updated_at": iso_utc(job.updated_at),
+        "completed_at": iso_utc(job.completed_at),
+        "cancelled_at": iso_utc(job.cancelled_at),
+        "retry_at": iso_utc(job.dispatch_due_at) if job.status == "queued" and job.retry_count else None,
     }
 
 
 def stage_run_to_dict(run: StageRun) -> dict[str, Any]:
     return {"stage": run.stage, "attempt": run.attempt, "status": run.status, "worker_id": run.worker_id,
-            "started_at": _iso(run.started_at), "finished_at": _iso(run.finished_at),
+            "started_at": iso_utc(run.started_at), "finished_at": iso_utc(run.finished_at),
             "duration_seconds": run.duration_seconds, "error_code": run.error_code,
             "error_message": run.error_message}
 
