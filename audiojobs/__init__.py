@@ -39,6 +39,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
     app.config["AUDIOJOBS_SETTINGS"] = settings
     app.config["JSON_SORT_KEYS"] = False
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.config["PROPAGATE_EXCEPTIONS"] = False
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["celery"] = celery
     _init_jwt(app, settings)

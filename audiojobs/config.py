@@ -60,6 +60,15 @@ def _parse_csv(name: str, raw: str) -> tuple[str, ...]:
     return tuple(part for part in (p.strip() for p in raw.split(",")) if part)
 
 
+def _parse_ports(name: str, raw: str) -> tuple[int, ...]:
+    ports = []
+    for part in _parse_csv(name, raw):
+        if not part.isdigit() or not 0 < int(part) < 65536:
+            raise ConfigError(f"{name} must be comma-separated port numbers, not {raw!r}")
+        ports.append(int(part))
+    return tuple(ports)
+
+
 def _parse_choice(*choices: str) -> Callable[[str, str], str]:
     def parse(name: str, raw: str) -> str:
         value = raw.strip().lower()
@@ -95,6 +104,15 @@ _SPECS: tuple[tuple[str, str, Callable[[str, str], Any], str, str], ...] = (
     ("strict_queue_depth", "AUDIO_STRICT_QUEUE_DEPTH", _parse_int(1), "2",
      "with AUDIO_JOBS_OWNER_STRICT: admitted jobs that may wait unstarted"),
     ("local_roots", "AUDIO_LOCAL_ROOTS", _parse_paths, "", "dirs local_path may point into (':'-separated)"),
+    ("url_allow_hosts", "AUDIO_URL_ALLOW_HOSTS", _parse_csv, "",
+     "host or host:port entries exempt from the address rule of the URL guard (see Security)"),
+    ("url_deny_hosts", "AUDIO_URL_DENY_HOSTS", _parse_csv, "", "host or host:port entries the URL guard refuses"),
+    ("url_allow_ports", "AUDIO_URL_ALLOW_PORTS", _parse_ports, "80,443", "ports a URL may use"),
+    ("max_duration", "AUDIO_MAX_DURATION_SECONDS", _parse_int(1), "14400", "longest media a job may have"),
+    ("download_max_seconds", "AUDIO_DOWNLOAD_MAX_SECONDS", _parse_int(1), "900",
+     "longest a URL download may take in all"),
+    ("max_request_bytes", "AUDIO_MAX_REQUEST_BYTES", _parse_int(1024), "1048576",
+     "largest request body the API reads (413 above)"),
     ("work_dir", "AUDIO_WORK_DIR", _parse_optional_str, "", "per-job scratch dirs; empty = var/work"),
     ("default_model", "AUDIO_DEFAULT_MODEL", _parse_str, "tiny.en", "what model 'whisper-1' means"),
     ("allowed_models", "AUDIO_ALLOWED_MODELS", _parse_csv, DEFAULT_MODEL_NAMES, "model names a submit may ask for"),
@@ -156,6 +174,12 @@ class Settings:
     quota_reset_cron: str
     strict_queue_depth: int
     local_roots: tuple[str, ...]
+    url_allow_hosts: tuple[str, ...]
+    url_deny_hosts: tuple[str, ...]
+    url_allow_ports: tuple[int, ...]
+    max_duration: int
+    download_max_seconds: int
+    max_request_bytes: int
     work_dir: str | None
     default_model: str
     allowed_models: tuple[str, ...]
@@ -209,6 +233,9 @@ class Settings:
                            ("AUDIOJOBS_SINGLE_USER_TIER", self.single_user_tier)):
             if tier not in tiers:
                 raise ConfigError(f"{name}: unknown tier {tier!r}; known: {', '.join(sorted(tiers))}")
+        from audiojobs.urlguard import UrlPolicy
+
+        UrlPolicy.from_settings(self)  # raises ConfigError naming a bad host entry
         if len(self.quota_reset_cron.split()) != 5:
             raise ConfigError(f"AUDIO_QUOTA_RESET_CRON must have 5 fields, not {self.quota_reset_cron!r}")
 

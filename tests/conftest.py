@@ -19,7 +19,7 @@ from flask.testing import FlaskClient
 from audiojobs import create_app
 from audiojobs.config import Settings
 from audiojobs.migrate import upgrade
-from tests.services import JFK_FLAC, PostgresServer, RedisServer
+from tests.services import JFK_FLAC, MediaServer, PostgresServer, RedisServer
 
 API_KEY = "test-key-0123456789"
 AUTH = {"X-API-KEY": API_KEY}
@@ -91,6 +91,16 @@ def media_root(tmp_path: Path) -> Path:
     root.mkdir()
     shutil.copy(JFK_FLAC, root / "jfk.flac")
     return root
+
+
+@pytest.fixture
+def canary(tmp_path: Path) -> Iterator[MediaServer]:
+    """A loopback HTTP server no refused URL may ever reach; checked when the test ends."""
+    (tmp_path / "canary").mkdir()
+    server = MediaServer(tmp_path / "canary")
+    yield server
+    server.stop()
+    assert server.requests == [], f"a refused URL reached the canary: {server.requests}"
 
 
 def make_settings(db_url: str, redis_url: str, tmp_path: Path, media_root: Path, **overrides: Any) -> Settings:

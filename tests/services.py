@@ -160,7 +160,7 @@ class MediaServer:
     ``fail_first={"name": n}`` answers the first ``n`` requests for ``/name`` with 503.
     """
 
-    def __init__(self, directory: Path, fail_first: dict[str, int] | None = None) -> None:
+    def __init__(self, directory: Path, fail_first: dict[str, int] | None = None, port: int = 0) -> None:
         import functools
         import threading
         from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -168,6 +168,8 @@ class MediaServer:
         failures = dict(fail_first or {})
         lock = threading.Lock()
         self.requests: list[str] = []
+        self.stopping = False
+        self.bytes_streamed = 0
 
         outer = self
 
@@ -176,7 +178,7 @@ class MediaServer:
                 pass
 
             def send_head(self):  # type: ignore[no-untyped-def]
-                name = self.path.lstrip("/").split("?", 1)[0]
+                name, _, query = self.path.lstrip("/").partition("?")
                 with lock:
                     outer.requests.append(name)
                     failing = failures.get(name, 0) > 0
@@ -185,14 +187,67 @@ class MediaServer:
                 if failing:
                     self.send_error(503, "try later")
                     return None
+                special = getattr(self, f"_special_{name.split('/', 1)[0].split('.', 1)[0]}", None)
+                if special is not None:
+                    special(name.partition("/")[2], query)
+                    return None
                 return super().send_head()
+
+            def _special_redirect(self, rest: str, query: str) -> None:
+                """/redirect?to=URL: a 302 to anywhere."""
+                from urllib.parse import parse_qs
+
+                self.send_response(302)
+                self.send_header("Location", parse_qs(query)["to"][0])
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def _special_lying(self, rest: str, query: str) -> None:
+                """/lying/NAME: announces a megabyte more than it sends, then hangs up."""
+                data = (directory / rest).read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Type", "audio/flac")
+                self.send_header("Content-Length", str(len(data) + 1024 * 1024))
+                self.end_headers()
+                self.wfile.write(data)
+                self.close_connection = True
+
+            def _special_forever(self, rest: str, query: str) -> None:
+                """/forever.mp3: an endless stream with no length (stops itself after a minute)."""
+                import time
+
+                self.send_response(200)
+                self.send_header("Content-Type", "audio/mpeg")
+                self.end_headers()
+                block = b"\xff\xfb\x90\x00" + bytes(4092)
+                until = time.monotonic() + 60
+                try:
+                    while time.monotonic() < until and not outer.stopping:
+                        self.wfile.write(block)
+                        outer.bytes_streamed += len(block)
+                except OSError:
+                    pass
+                self.close_connection = True
+
+            def _special_slow(self, rest: str, query: str) -> None:
+                """/slow.mp3: headers, then silence for 30 s."""
+                import time
+
+                self.send_response(200)
+                self.send_header("Content-Type", "audio/mpeg")
+                self.send_header("Content-Length", "100000")
+                self.end_headers()
+                until = time.monotonic() + 30
+                while time.monotonic() < until and not outer.stopping:
+                    time.sleep(0.1)
+                self.close_connection = True
 
         class Server(ThreadingHTTPServer):
             def handle_error(self, request: object, client_address: object) -> None:
                 pass  # a client that hangs up mid-download (as a size limit makes it) is not an error here
 
         handler = functools.partial(Handler, directory=str(directory))
-        self.httpd = Server(("127.0.0.1", 0), handler)
+        self.httpd = Server(("127.0.0.1", port), handler)
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
@@ -200,7 +255,13 @@ class MediaServer:
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.port}/{name}"
 
+    @property
+    def allow_entry(self) -> str:
+        """The AUDIO_URL_ALLOW_HOSTS entry that lets the URL guard reach this server (and only it)."""
+        return f"127.0.0.1:{self.port}"
+
     def stop(self) -> None:
+        self.stopping = True
         self.httpd.shutdown()
         self.httpd.server_close()
 

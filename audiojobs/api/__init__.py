@@ -7,7 +7,7 @@ import re
 import uuid
 
 import sqlalchemy.exc
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
@@ -22,12 +22,15 @@ def init_app(app: Flask) -> None:
     from audiojobs.api.accounts import accounts
     from audiojobs.api.health import health
     from audiojobs.api.jobs import jobs
+    from audiojobs.api.openapi import docs
 
     app.register_blueprint(jobs, url_prefix="/api/v1/audio")
     app.register_blueprint(accounts, url_prefix="/api/v1/auth")
     app.register_blueprint(health)
+    app.register_blueprint(docs)
     app.before_request(_assign_request_id)
     app.after_request(_echo_request_id)
+    app.after_request(_security_headers)
     app.register_error_handler(AudioJobsError, _handle_app_error)
     app.register_error_handler(HTTPException, _handle_http_error)
     app.register_error_handler(sqlalchemy.exc.OperationalError, _handle_database_down)
@@ -44,6 +47,27 @@ def _echo_request_id(response: Response) -> Response:
     return response
 
 
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+}
+
+
+DOCS_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
+
+
+def _security_headers(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if response.mimetype == "text/html":  # the docs page: its own inline stylesheet only
+        response.headers["Content-Security-Policy"] = DOCS_CSP
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
 def error_response(status: int, code: str, message: str, field: str | None = None,
                    headers: dict[str, str] | None = None) -> ResponseReturnValue:
     body: dict[str, object] = {"code": code, "message": message}
@@ -57,6 +81,9 @@ def _handle_app_error(exc: AudioJobsError) -> ResponseReturnValue:
 
 
 def _handle_http_error(exc: HTTPException) -> ResponseReturnValue:
+    if exc.code == 413:
+        limit = current_app.config.get("MAX_CONTENT_LENGTH")
+        return error_response(413, "request_too_large", f"the request body is larger than {limit} bytes")
     code = re.sub(r"[^a-z0-9]+", "_", (exc.name or "error").lower()).strip("_")
     headers = {"Allow": exc.get_response().headers["Allow"]} if exc.code == 405 else None
     return error_response(exc.code or 500, code, exc.description or exc.name, headers=headers)

@@ -8,7 +8,9 @@ from flask_jwt_extended import create_access_token, create_refresh_token
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
+from audiojobs.api import responses as R
 from audiojobs.api.auth import current_settings, decode_jwt, login_required, multi_user_only
+from audiojobs.api.openapi import Param, operation
 from audiojobs.api.schemas import parse_job_id, parse_json_object, parse_model
 from audiojobs.api.serializers import iso_utc
 from audiojobs.db import session_scope
@@ -48,6 +50,8 @@ def key_to_dict(row: ApiKey) -> dict[str, object]:
 
 
 @accounts.post("/login")
+@operation("Log in (multi-user mode): access and refresh tokens", body=LoginRequest, responses={200: R.Tokens},
+           errors=(401, 404), auth=False, tag="auth")
 def login() -> ResponseReturnValue:
     multi_user_only()
     req = parse_model(LoginRequest, parse_json_object(request.get_data(cache=False)))
@@ -61,6 +65,8 @@ def login() -> ResponseReturnValue:
 
 
 @accounts.post("/refresh")
+@operation("A new access token for a refresh token (Authorization: Bearer)", responses={200: R.Tokens},
+           errors=(401, 404), auth=False, tag="auth")
 def refresh() -> ResponseReturnValue:
     multi_user_only()
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
@@ -88,6 +94,8 @@ def _target_user(session: Session, requested: int | None) -> User:
 
 
 @accounts.post("/keys")
+@operation("Create an API key (multi-user mode)", body=KeyRequest, responses={201: R.NewApiKey},
+           errors=(403, 404), tag="auth")
 @login_required
 def create_key() -> ResponseReturnValue:
     multi_user_only()
@@ -99,6 +107,8 @@ def create_key() -> ResponseReturnValue:
 
 
 @accounts.get("/keys")
+@operation("List API keys (multi-user mode)", responses={200: R.ApiKeyList}, errors=(403, 404), tag="auth",
+           params=(Param("user_id", {"type": "integer", "minimum": 1}, "another user's keys (admins)"),))
 @login_required
 def list_keys() -> ResponseReturnValue:
     multi_user_only()
@@ -109,6 +119,7 @@ def list_keys() -> ResponseReturnValue:
 
 
 @accounts.delete("/keys/<key_id>")
+@operation("Revoke an API key (multi-user mode)", responses={204: None}, errors=(403, 404), tag="auth")
 @login_required
 def revoke_key(key_id: str) -> ResponseReturnValue:
     multi_user_only()

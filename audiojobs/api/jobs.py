@@ -15,8 +15,11 @@ from kombu.exceptions import OperationalError as BrokerError
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
+from audiojobs.api import responses as R
 from audiojobs.api.auth import admin_required, current_settings, login_required
+from audiojobs.api.openapi import Param, operation
 from audiojobs.api.schemas import (
+    SubmitRequest,
     parse_admin_list,
     parse_idempotency_key,
     parse_job_id,
@@ -47,6 +50,16 @@ from audiojobs.users import service as users
 log = logging.getLogger(__name__)
 
 jobs = Blueprint("audio_jobs", __name__)
+IDEMPOTENCY_HEADER = Param("Idempotency-Key", {"type": "string", "minLength": 1, "maxLength": 255},
+                           "replay protection: the same key and body return the same job", location="header")
+USER_PARAM = {"type": "string", "minLength": 1, "maxLength": 64}
+
+
+class TierRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    tier: str = Field(min_length=1, max_length=32)
+
+
 
 
 def _db_url() -> str:
@@ -54,10 +67,14 @@ def _db_url() -> str:
 
 
 @jobs.post("/jobs/submit")
+@operation("Submit a job: a URL or a server-local file", body=SubmitRequest, responses={202: R.JobSummary},
+           errors=(402, 409, 413, 429), headers=(IDEMPOTENCY_HEADER,),
+           description="Answers 202 with the queued job; poll GET /jobs/{job_id}. An Idempotency-Key "
+                       "replays the same job for the same body.")
 @login_required
 def submit() -> ResponseReturnValue:
     settings = current_settings()
-    payload = validate_submit(parse_json_object(request.get_data(cache=False)), settings)
+    payload = validate_submit(parse_json_object(request.get_data(cache=False)), settings, g.principal)
     key = parse_idempotency_key(request.headers.get("Idempotency-Key"))
     owner = g.principal.user_id
     ttl = dt.timedelta(seconds=settings.idempotency_ttl)
@@ -125,6 +142,7 @@ def _accepted(job: Job, replayed: bool = False) -> ResponseReturnValue:
 
 
 @jobs.get("/jobs/<job_id>")
+@operation("A job's status, stage, error and stage runs", responses={200: R.JobDetail}, errors=(404,))
 @login_required
 def get_job(job_id: str) -> ResponseReturnValue:
     with session_scope(_db_url()) as session:
@@ -135,6 +153,8 @@ def get_job(job_id: str) -> ResponseReturnValue:
 
 
 @jobs.get("/jobs/<job_id>/result")
+@operation("The transcript, chunks and analysis of a completed job", responses={200: R.Result},
+           errors=(404, 409))
 @login_required
 def get_result(job_id: str) -> ResponseReturnValue:
     with session_scope(_db_url()) as session:
@@ -154,6 +174,7 @@ def get_result(job_id: str) -> ResponseReturnValue:
 
 
 @jobs.post("/jobs/<job_id>/cancel")
+@operation("Cancel a queued or running job", responses={200: R.Job}, errors=(404, 409))
 @login_required
 def cancel(job_id: str) -> ResponseReturnValue:
     """Cancel a queued or running job: a running stage stops within about a second."""
@@ -169,6 +190,7 @@ def cancel(job_id: str) -> ResponseReturnValue:
 
 
 @jobs.delete("/jobs/<job_id>")
+@operation("Delete a final job with its results and files", responses={204: None}, errors=(404, 409))
 @login_required
 def delete(job_id: str) -> ResponseReturnValue:
     """Remove a final job with its results and files."""
@@ -181,6 +203,7 @@ def delete(job_id: str) -> ResponseReturnValue:
 
 
 @jobs.get("/usage")
+@operation("The caller's minutes used and left today", responses={200: R.Usage}, tag="quotas")
 @login_required
 def usage() -> ResponseReturnValue:
     """The caller's day: minutes used and left, jobs started, when it resets."""
@@ -200,6 +223,11 @@ def usage() -> ResponseReturnValue:
 
 
 @jobs.get("/jobs/admin/list")
+@operation("List jobs (admin)", responses={200: R.JobList}, errors=(403,), tag="admin", params=(
+    Param("status", {"type": "string", "enum": [s.value for s in JobStatus]}, "only jobs in this status"),
+    Param("status_filter", {"type": "string", "enum": [s.value for s in JobStatus]}, "alias of status"),
+    Param("owner_user_id", {"type": "string", "minLength": 1, "maxLength": 64}, "only this user's jobs"),
+    Param("limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}, "at most this many")))
 @admin_required
 def admin_list() -> ResponseReturnValue:
     query = parse_admin_list(request.args)
@@ -210,6 +238,8 @@ def admin_list() -> ResponseReturnValue:
 
 
 @jobs.get("/jobs/admin/summary")
+@operation("Job counts by status (admin)", responses={200: R.StatusSummary}, errors=(403,), tag="admin",
+           params=(Param("owner_user_id", {"type": "string", "maxLength": 64}, "only this user's jobs"),))
 @admin_required
 def admin_summary() -> ResponseReturnValue:
     owner = request.args.get("owner_user_id") or None
@@ -219,6 +249,8 @@ def admin_summary() -> ResponseReturnValue:
 
 
 @jobs.get("/jobs/admin/owner/<owner_user_id>/processing")
+@operation("A user's processing jobs and concurrency cap (admin)", responses={200: R.OwnerProcessing},
+           errors=(403,), tag="admin", path_params={"owner_user_id": USER_PARAM})
 @admin_required
 def admin_owner_processing(owner_user_id: str) -> ResponseReturnValue:
     settings = current_settings()
@@ -233,6 +265,8 @@ def _tier_body(user_id: str, tier: str, settings: Settings) -> dict[str, object]
 
 
 @jobs.get("/jobs/admin/tiers/<user_id>")
+@operation("A user's tier and limits (admin)", responses={200: R.TierOut}, errors=(403, 404), tag="admin",
+           path_params={"user_id": USER_PARAM})
 @admin_required
 def admin_get_tier(user_id: str) -> ResponseReturnValue:
     settings = current_settings()
@@ -243,12 +277,9 @@ def admin_get_tier(user_id: str) -> ResponseReturnValue:
     return jsonify(_tier_body(user_id, tier, settings))
 
 
-class TierRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-    tier: str = Field(min_length=1, max_length=32)
-
-
 @jobs.put("/jobs/admin/tiers/<user_id>")
+@operation("Set a user's tier (admin, multi-user mode)", body=TierRequest, responses={200: R.TierOut},
+           errors=(403, 404, 409), tag="admin", path_params={"user_id": USER_PARAM})
 @admin_required
 def admin_set_tier(user_id: str) -> ResponseReturnValue:
     settings = current_settings()

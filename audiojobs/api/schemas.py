@@ -11,8 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from audiojobs.analysis.registry import PROVIDER_NAMES
 from audiojobs.config import Settings
 from audiojobs.errors import ValidationError
+from audiojobs.jobs.service import Principal
 from audiojobs.jobs.states import JobStatus
-from audiojobs.sources import check_local_path, check_url
+from audiojobs.sources import check_local_path, roots_for
+from audiojobs.urlguard import Refused, UrlPolicy
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -71,7 +73,7 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     return data
 
 
-def validate_submit(body: dict[str, Any], settings: Settings) -> dict[str, Any]:
+def validate_submit(body: dict[str, Any], settings: Settings, principal: Principal) -> dict[str, Any]:
     """Check a submit body and return the job's payload: the options with defaults filled in."""
     req = parse_model(SubmitRequest, body)
     if req.url is None and req.local_path is None:
@@ -81,10 +83,15 @@ def validate_submit(body: dict[str, Any], settings: Settings) -> dict[str, Any]:
                               field="local_path")
     payload = req.model_dump()
     if req.url is not None:
-        check_url(req.url)
+        try:
+            UrlPolicy.from_settings(settings).check_url(req.url)
+        except Refused as refusal:
+            raise ValidationError(refusal.message, code=refusal.code, field="url") from None
     else:
         assert req.local_path is not None
-        payload["local_path"] = str(check_local_path(req.local_path, settings.resolved_local_roots))
+        local = check_local_path(req.local_path, roots_for(settings, principal.user_id, principal.is_admin))
+        # Internal keys (leading "_") tell the worker where and what the checked file was.
+        payload.update(local_path=str(local.path), _local_root=str(local.root), _local_file_id=local.identity)
     if req.model not in settings.model_names:
         raise ValidationError(f"unknown model {req.model!r}; allowed: {', '.join(sorted(settings.model_names))}",
                               code="unknown_model", field="model")

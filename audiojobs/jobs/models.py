@@ -42,6 +42,8 @@ class Job(Base):
     error_code: Mapped[str | None] = mapped_column(sa.String(64))
     error_message: Mapped[str | None] = mapped_column(sa.Text)
     media_duration_seconds: Mapped[float | None] = mapped_column(sa.Float)
+    # What stages reported: {"stage": last reporter, "audio_download": {"downloaded_bytes", ...}, ...}.
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     leased_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     worker_id: Mapped[str | None] = mapped_column(sa.String(255))
     request_id: Mapped[str | None] = mapped_column(sa.String(128))

@@ -159,7 +159,8 @@ def create_job(session: Session, *, owner_user_id: str, payload: dict[str, Any],
 
 
 def payload_hash(payload: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    public = {k: v for k, v in payload.items() if not k.startswith("_")}  # not the checked file's identity
+    return hashlib.sha256(json.dumps(public, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def find_idempotent_job(session: Session, *, owner_user_id: str, key: str, payload: dict[str, Any],
@@ -351,6 +352,18 @@ def set_media_duration(session: Session, attempt: Attempt, seconds: float) -> bo
     if job is None:
         return False
     job.media_duration_seconds = seconds
+    return True
+
+
+def set_progress(session: Session, attempt: Attempt, progress: dict[str, Any]) -> bool:
+    """Record the running stage's progress; False when the attempt no longer holds the job."""
+    job = _own_job(session, attempt)
+    if job is None:
+        return False
+    merged = dict(job.progress or {})
+    merged[attempt.stage.value] = progress
+    merged["stage"] = attempt.stage.value
+    job.progress = merged
     return True
 
 

@@ -6,7 +6,8 @@ import enum
 import json
 import os
 import shutil
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ class StageContext:
     settings: Settings
     attempt: Attempt
     guard: AttemptGuard
+    _last_report: list[float] = field(default_factory=lambda: [0.0], compare=False, repr=False)
 
     @property
     def job_id(self) -> int:
@@ -57,6 +59,18 @@ class StageContext:
     def check_stopped(self) -> None:
         """Raise AttemptStopped when the job was cancelled or taken over; call it at safe points."""
         self.guard.check()
+
+    def report_progress(self, progress: dict[str, Any], force: bool = False) -> None:
+        """Record the stage's progress on the job, at most about once a second."""
+        now = time.monotonic()
+        if not force and now - self._last_report[0] < 1.0:
+            return
+        self._last_report[0] = now
+        from audiojobs.db import session_scope
+        from audiojobs.jobs import service
+
+        with session_scope(self.settings.effective_database_url) as session:
+            service.set_progress(session, self.attempt, progress)
 
     def ensure_job_dir(self) -> Path:
         self.job_dir.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ from audiojobs.jobs import service
 from audiojobs.pipeline.admission import redis_client
 from audiojobs.pipeline.context import WAV_NAME, Outcome, StageContext
 from audiojobs.pipeline.guard import AttemptStopped
+from audiojobs.pipeline.probe import probe
 from audiojobs.quotas import minutes
 from audiojobs.quotas.limits import limits_for
 
@@ -46,8 +47,10 @@ def to_wav(source: Path, target: Path, settings: Settings, check_stopped: Callab
     is killed and the exception propagates.
     """
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    # -t: a file that decodes longer than it announced (or announced nothing) stops just past the limit.
     cmd = [ffmpeg_binary(settings), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-           "-i", str(source), "-map", "0:a:0", "-vn", "-sn", "-dn", "-ac", "1", "-ar", str(SAMPLE_RATE),
+           "-i", str(source), "-t", str(settings.max_duration + 1),
+           "-map", "0:a:0", "-vn", "-sn", "-dn", "-ac", "1", "-ar", str(SAMPLE_RATE),
            "-c:a", "pcm_s16le", "-f", "wav", str(tmp)]
     deadline = time.monotonic() + settings.stage_time_limit
     with tempfile.TemporaryFile() as stderr, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr) as proc:
@@ -74,6 +77,9 @@ def to_wav(source: Path, target: Path, settings: Settings, check_stopped: Callab
     if duration <= 0:
         tmp.unlink(missing_ok=True)
         raise InvalidMedia("the file contains no audio samples")
+    if duration > settings.max_duration:
+        tmp.unlink(missing_ok=True)
+        raise InvalidMedia(f"the media is longer than the limit of {settings.max_duration / 60:g} minutes")
     tmp.replace(target)
     return duration
 
@@ -98,7 +104,10 @@ def _reason(stderr: str, source: Path) -> str:
 
 
 def run(ctx: StageContext) -> Outcome:
-    duration = to_wav(ctx.source_file(), ctx.path(WAV_NAME), ctx.settings, ctx.check_stopped)
+    source = ctx.source_file()
+    info = probe(source, ctx.settings.max_duration)  # invalid media fails here, before ffmpeg runs
+    ctx.report_progress({"media": info.to_dict()}, force=True)  # what the probe found
+    duration = to_wav(source, ctx.path(WAV_NAME), ctx.settings, ctx.check_stopped)
     needed = round(duration / 60, 4)
     today = minutes.utc_today()
     with session_scope(ctx.settings.effective_database_url) as session:

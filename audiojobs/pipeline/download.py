@@ -18,13 +18,15 @@ from audiojobs.errors import (
     DownloadFailed,
     FileTooLarge,
     ForbiddenSource,
+    InvalidMedia,
     SourceNotFound,
     TransientStageError,
-    ValidationError,
 )
 from audiojobs.pipeline.context import SOURCE_STEM, Outcome, StageContext
+from audiojobs.pipeline.egress import EgressProxy
 from audiojobs.quotas.limits import limits_for
-from audiojobs.sources import check_local_path, check_url
+from audiojobs.sources import Swapped, open_checked
+from audiojobs.urlguard import Refused, UrlPolicy
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,7 @@ def run(ctx: StageContext) -> Outcome:
     with session_scope(ctx.settings.effective_database_url) as session:
         limits = limits_for(session, ctx.settings, ctx.attempt.owner_user_id)
     if ctx.payload.get("local_path"):
-        copy_local(ctx.payload["local_path"], ctx, limits.max_file_bytes)
+        copy_local(ctx.payload, ctx, limits.max_file_bytes)
     else:
         fetch_url(ctx.payload["url"], ctx, limits.max_file_bytes)
     return Outcome.DONE
@@ -46,22 +48,27 @@ def _too_large(max_bytes: int) -> FileTooLarge:
     return FileTooLarge(f"the file is larger than your tier's {max_bytes / 1024 / 1024:g} MB")
 
 
-def copy_local(raw_path: str, ctx: StageContext, max_bytes: int) -> Path:
-    try:
-        source = check_local_path(raw_path, ctx.settings.resolved_local_roots)
-    except ValidationError as exc:
-        if exc.code == "local_path_not_found":
-            raise SourceNotFound("the local file no longer exists") from None
-        raise ForbiddenSource(exc.message, code="forbidden_path") from None
+def _forbidden_path(message: str) -> ForbiddenSource:
+    return ForbiddenSource(message, code="forbidden_path")
+
+
+def copy_local(payload: dict[str, Any], ctx: StageContext, max_bytes: int) -> Path:
+    """Copy the submitted file into the job's work dir, opened below its root without following symlinks."""
+    source = Path(payload["local_path"])
+    configured = ctx.settings.resolved_local_roots
+    root = Path(payload.get("_local_root") or next((r for r in configured if source.is_relative_to(r)), "/"))
+    if not any(root == r or root.is_relative_to(r) for r in configured) or not source.is_relative_to(root):
+        raise _forbidden_path("local_path is no longer inside the directories this server may read")
     name = f"{SOURCE_STEM}{source.suffix.lower()[:16]}"
     scratch = ctx.scratch(name)
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
     try:
-        fd = os.open(source, flags)
+        fd = open_checked(source, root, payload.get("_local_file_id"))
     except FileNotFoundError:
         raise SourceNotFound("the local file no longer exists") from None
+    except Swapped as exc:
+        raise _forbidden_path(f"the local file was changed after submit ({exc}); it was not read") from None
     except OSError as exc:
-        raise ForbiddenSource(f"the local file cannot be opened ({exc.strerror})", code="forbidden_path") from None
+        raise _forbidden_path(f"the local file cannot be opened ({exc.strerror})") from None
     with os.fdopen(fd, "rb") as src:
         if os.fstat(src.fileno()).st_size > max_bytes:
             raise _too_large(max_bytes)
@@ -95,49 +102,95 @@ class _YtDlpLogger:
 
 
 def fetch_url(url: str, ctx: StageContext, max_bytes: int) -> Path:
+    """Download ``url`` with yt-dlp, every request through the guarded egress proxy."""
+    policy = UrlPolicy.from_settings(ctx.settings)
     try:
-        check_url(url)
-    except ValidationError as exc:
-        raise ForbiddenSource(exc.message) from None
+        policy.check_url(url)
+    except Refused as refusal:
+        raise ForbiddenSource(refusal.message) from None
     import yt_dlp  # heavy: imported in workers only
 
+    settings = ctx.settings
     download_dir = ctx.scratch("download")  # private to this attempt; moved into place at the end
-    options: dict[str, Any] = {
-        "outtmpl": {"default": str(download_dir / f"{SOURCE_STEM}.%(ext)s")},
-        "progress_hooks": [lambda progress: _on_progress(progress, ctx, max_bytes)],
-        "format": "bestaudio/best",
-        "noplaylist": True,
-        "playlist_items": "1",
-        "quiet": True,
-        "no_warnings": True,
-        "noprogress": True,
-        "logger": _YtDlpLogger(),
-        "socket_timeout": ctx.settings.download_timeout,
-        "retries": 2,
-        "fragment_retries": 2,
-        "overwrites": True,
-        "cachedir": False,
-        "restrictfilenames": True,
-    }
-    try:
-        with yt_dlp.YoutubeDL(options) as ydl:
-            info = ydl.extract_info(url, download=True)
-        downloads = (info or {}).get("requested_downloads") or []
-        paths = [Path(d["filepath"]) for d in downloads if d.get("filepath")]
-        if not paths or not paths[0].is_file():
-            raise DownloadFailed("the URL yielded no media file")
-        return paths[0].replace(ctx.path(paths[0].name))
-    except yt_dlp.utils.DownloadError as exc:
-        raise _classify_download_error(str(exc)) from None
-    finally:
-        shutil.rmtree(download_dir, ignore_errors=True)
+    too_long: list[str] = []
+    with EgressProxy(policy, connect_timeout=settings.download_timeout,
+                     deadline_seconds=settings.download_max_seconds,
+                     max_bytes=max_bytes + 1024 * 1024) as proxy:
+        options: dict[str, Any] = {
+            "proxy": proxy.url,
+            "outtmpl": {"default": str(download_dir / f"{SOURCE_STEM}.%(ext)s")},
+            "progress_hooks": [lambda progress: _on_progress(progress, ctx, max_bytes, proxy)],
+            "match_filter": lambda info, *_a, **_k: _check_duration(info, settings.max_duration, too_long),
+            "format": "bestaudio/best",
+            "noplaylist": True,
+            "playlist_items": "1",
+            "quiet": True,
+            "no_warnings": True,
+            "noprogress": True,
+            "logger": _YtDlpLogger(),
+            "socket_timeout": settings.download_timeout,
+            "retries": 1,
+            "fragment_retries": 1,
+            "extractor_retries": 0,
+            "overwrites": True,
+            "cachedir": False,
+            "restrictfilenames": True,
+            # Downloaders that run their own network code (ffmpeg, aria2c) would bypass the proxy.
+            "external_downloader": {"default": "native"},
+            "hls_prefer_native": True,
+        }
+        try:
+            with yt_dlp.YoutubeDL(options) as ydl:
+                info = ydl.extract_info(url, download=True)
+            if too_long:
+                raise InvalidMedia(too_long[0])
+            downloads = (info or {}).get("requested_downloads") or []
+            paths = [Path(d["filepath"]) for d in downloads if d.get("filepath")]
+            if not paths or not paths[0].is_file():
+                raise DownloadFailed("the URL yielded no media file")
+            if paths[0].stat().st_size == 0:
+                raise InvalidMedia("the URL served an empty file")
+            return paths[0].replace(ctx.path(paths[0].name))
+        except yt_dlp.utils.DownloadError as exc:
+            raise _explain_failure(str(exc), proxy, max_bytes, settings.download_max_seconds) from None
+        finally:
+            shutil.rmtree(download_dir, ignore_errors=True)
 
 
-def _on_progress(progress: dict[str, Any], ctx: StageContext, max_bytes: int) -> None:
-    """Stop when the job was cancelled, or when a download of unannounced size grows too large."""
+def _check_duration(info: dict[str, Any], max_duration: int, too_long: list[str]) -> str | None:
+    """yt-dlp's match filter: skip media whose announced duration is over the limit."""
+    duration = info.get("duration")
+    if isinstance(duration, (int, float)) and duration > max_duration:
+        too_long.append(f"the media is {duration / 60:.1f} minutes long; the limit is {max_duration / 60:g} minutes")
+        return too_long[-1]
+    return None
+
+
+def _on_progress(progress: dict[str, Any], ctx: StageContext, max_bytes: int, proxy: EgressProxy) -> None:
+    """Stop when the job was cancelled, when the download grows too large or takes too long."""
     ctx.check_stopped()
-    if (progress.get("downloaded_bytes") or 0) > max_bytes:
+    done = progress.get("downloaded_bytes") or 0
+    if done > max_bytes or (progress.get("total_bytes") or 0) > max_bytes:
         raise _too_large(max_bytes)
+    if proxy.time_left() <= 0:
+        raise DownloadFailed(f"the download took longer than {ctx.settings.download_max_seconds} s",
+                             code="download_timeout")
+    total = progress.get("total_bytes") or progress.get("total_bytes_estimate")
+    ctx.report_progress({"downloaded_bytes": done, "total_bytes": total, "status": progress.get("status")},
+                        force=progress.get("status") == "finished")
+
+
+def _explain_failure(message: str, proxy: EgressProxy, max_bytes: int, max_seconds: int) -> Exception:
+    if proxy.refusals:
+        first = proxy.refusals[0]
+        if first.code == "host_not_found":
+            return DownloadFailed(first.message, code="host_not_found")
+        return ForbiddenSource(first.message)
+    if proxy.cut_off == "size":
+        return _too_large(max_bytes)
+    if proxy.cut_off == "time":
+        return DownloadFailed(f"the download took longer than {max_seconds} s", code="download_timeout")
+    return _classify_download_error(message)
 
 
 def _classify_download_error(message: str) -> Exception:
@@ -148,6 +201,8 @@ def _classify_download_error(message: str) -> Exception:
     if any(s in lowered for s in ("http error 5", "timed out", "temporary failure", "connection reset",
                                   "connection refused", "remote end closed")):
         return TransientStageError(f"download failed, will retry: {text}")
+    if "did not get any data blocks" in lowered:
+        return InvalidMedia("the URL served an empty file")
     if "unsupported url" in lowered:
         return DownloadFailed(f"no audio or video found at the URL: {text}")
     return DownloadFailed(f"download failed: {text}")

@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 
 from audiojobs import create_app
 from audiojobs.config import Settings
+from audiojobs.embedded_redis import free_port
 from audiojobs.migrate import upgrade
 from tests.conftest import API_KEY, _redis_dbs
 from tests.services import JFK_FLAC, BeatProcess, PostgresServer, RedisServer, WorkerProcess
@@ -28,6 +29,7 @@ class Stack:
     client: FlaskClient
     media_root: Path
     tmp: Path
+    media_port: int  # the one port of 127.0.0.1 the URL guard lets this stack's workers reach
 
     def start_worker(self, queues: str = "audio_control,audio_cpu,audio_gpu", concurrency: int = 1,
                      app: str | None = None, env: dict[str, str] | None = None) -> WorkerProcess:
@@ -67,11 +69,13 @@ def build_stack(kind: str, tmp: Path, redis_url: str, postgres: PostgresServer |
         db_url = pg.create_database()
     upgrade(db_url)
     redis_lib.Redis.from_url(redis_url).flushdb()
-    env = {**stack_env(db_url, redis_url, tmp, media_root), **(extra_env or {})}
+    media_port = free_port()
+    env = {**stack_env(db_url, redis_url, tmp, media_root), "AUDIO_URL_ALLOW_HOSTS": f"127.0.0.1:{media_port}",
+           **(extra_env or {})}
     settings = Settings.from_env(env)
     client = create_app(settings).test_client()
     try:
-        yield Stack(settings=settings, env=env, client=client, media_root=media_root, tmp=tmp)
+        yield Stack(settings=settings, env=env, client=client, media_root=media_root, tmp=tmp, media_port=media_port)
     finally:
         if pg is not None:
             pg.drop_database(db_url)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -57,8 +58,18 @@ def add_user(stack: Stack, name: str, tier: str) -> dict[str, str]:
     return {"X-API-KEY": key}
 
 
+def own_copy(stack: Stack, headers: dict[str, str], path: Path) -> Path:
+    """``path`` in the user's own directory: in multi-user mode a user reads only <root>/<user_id>/."""
+    user_id = stack.client.get("/api/v1/audio/usage", headers=headers).get_json()["user_id"]
+    target = stack.media_root / user_id / path.name
+    if not target.exists():
+        target.parent.mkdir(exist_ok=True)
+        shutil.copy(path, target)
+    return target
+
+
 def submit(stack: Stack, headers: dict[str, str], path: Path) -> int:
-    resp = stack.client.post(SUBMIT, json={"local_path": str(path)}, headers=headers)
+    resp = stack.client.post(SUBMIT, json={"local_path": str(own_copy(stack, headers, path))}, headers=headers)
     assert resp.status_code == 202, resp.get_json()
     return int(resp.get_json()["id"])
 
@@ -179,7 +190,8 @@ def test_one_minute_left_three_thirty_second_jobs(mu_stack: Stack) -> None:
     usage = stack.client.get("/api/v1/audio/usage", headers=h).get_json()
     assert usage["minutes_used"] == pytest.approx(1.0) and usage["jobs_started"] == 3
     # Nothing left: the next submit is refused up front.
-    assert stack.client.post(SUBMIT, json={"local_path": str(thirty)}, headers=h).status_code == 402
+    assert stack.client.post(SUBMIT, json={"local_path": str(own_copy(stack, h, thirty))},
+                             headers=h).status_code == 402
 
 
 @pytest.mark.parametrize("mu_stack", [{"AUDIO_JOBS_OWNER_STRICT": "true", "AUDIO_STRICT_QUEUE_DEPTH": "2"}],

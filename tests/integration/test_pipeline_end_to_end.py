@@ -71,7 +71,7 @@ def test_corrupt_file_fails_and_the_next_job_still_completes(stack: Stack) -> No
     good_id = submit(stack, local_path=str(stack.media_root / "jfk.flac"))
     bad_job = wait_for_job(stack.client, bad_id)
     assert (bad_job["status"], bad_job["error_code"]) == ("failed", "invalid_media")
-    assert "decoded" in bad_job["error_message"] and str(stack.tmp) not in bad_job["error_message"]
+    assert "format this server can read" in bad_job["error_message"] and str(stack.tmp) not in bad_job["error_message"]
     assert bad_job["stage"] == "audio_convert"
     assert [s["stage"] for s in bad_job["stages"]] == ["audio_download", "audio_convert"]  # no later stage ran
     assert bad_job["stages"][-1]["error_code"] == "invalid_media"
@@ -99,7 +99,7 @@ def media_site(bare_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> I
     site = tmp_path_factory.mktemp("site")
     shutil.copy(JFK_FLAC, site / "speech.flac")
     shutil.copy(JFK_FLAC, site / "flaky.flac")
-    server = MediaServer(site, fail_first={"flaky.flac": 1})
+    server = MediaServer(site, fail_first={"flaky.flac": 1}, port=bare_stack.media_port)
     yield server
     server.stop()
 
@@ -111,6 +111,9 @@ def test_url_job_downloads_with_yt_dlp(stack: Stack, media_site: MediaServer) ->
     result = stack.client.get(f"/api/v1/audio/jobs/{job_id}/result", headers=AUTH).get_json()
     assert word_error_rate(JFK_TEXT, result["text"]) <= 0.1
     assert result["transcript"]["source"] == media_site.url("speech.flac")
+    download = job["progress"]["audio_download"]
+    assert download["downloaded_bytes"] == JFK_FLAC.stat().st_size and download["status"] == "finished"
+    assert job["progress"]["audio_convert"]["media"]["audio_codec"] == "flac"
 
 
 def test_url_not_found_fails_with_not_found(stack: Stack, media_site: MediaServer) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -58,7 +59,12 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def submit(client: FlaskClient, headers: dict, media_root: Path) -> int:
-    resp = client.post(f"{BASE}/submit", json={"local_path": str(media_root / "jfk.flac")}, headers=headers)
+    """Submit the caller's own copy of jfk.flac: in multi-user mode each user reads <root>/<user_id>/."""
+    user_id = client.get("/api/v1/audio/usage", headers=headers).get_json()["user_id"]
+    own = media_root / user_id
+    own.mkdir(exist_ok=True)
+    shutil.copy(media_root / "jfk.flac", own / "jfk.flac")
+    resp = client.post(f"{BASE}/submit", json={"local_path": str(own / "jfk.flac")}, headers=headers)
     assert resp.status_code == 202, resp.get_json()
     return int(resp.get_json()["id"])
 

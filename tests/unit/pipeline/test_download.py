@@ -71,7 +71,7 @@ def test_local_file_gone_is_not_found(tmp_path: Path, media_root: Path) -> None:
 
 
 def test_direct_media_url_is_downloaded_with_yt_dlp(tmp_path: Path, media_server: MediaServer) -> None:
-    ctx = _ctx(tmp_path, {"url": media_server.url("jfk.flac")})
+    ctx = _ctx(tmp_path, {"url": media_server.url("jfk.flac")}, AUDIO_URL_ALLOW_HOSTS=media_server.allow_entry)
     download.run(ctx)
     assert ctx.source_file().read_bytes() == JFK_FLAC.read_bytes()
     assert [p.name for p in ctx.job_dir.iterdir()] == ["source.flac"]  # the attempt's download dir is gone
@@ -79,12 +79,14 @@ def test_direct_media_url_is_downloaded_with_yt_dlp(tmp_path: Path, media_server
 
 def test_missing_url_is_not_found(tmp_path: Path, media_server: MediaServer) -> None:
     with pytest.raises(SourceNotFound):
-        download.run(_ctx(tmp_path, {"url": media_server.url("nope.mp3")}))
+        download.run(_ctx(tmp_path, {"url": media_server.url("nope.mp3")},
+                          AUDIO_URL_ALLOW_HOSTS=media_server.allow_entry))
 
 
 def test_page_without_media_fails_clearly(tmp_path: Path, media_server: MediaServer) -> None:
     with pytest.raises(DownloadFailed) as info:
-        download.run(_ctx(tmp_path, {"url": media_server.url("page.html")}))
+        download.run(_ctx(tmp_path, {"url": media_server.url("page.html")},
+                          AUDIO_URL_ALLOW_HOSTS=media_server.allow_entry))
     assert info.value.code == "download_failed"
 
 
@@ -99,5 +101,6 @@ def test_files_over_the_tier_limit_are_refused(tmp_path: Path, media_root: Path,
         download.run(_ctx(tmp_path, {"local_path": str(media_root / "jfk.flac")}, roots=str(media_root),
                           AUDIO_TIER_LIMITS_JSON=tiny))
     with pytest.raises(FileTooLarge):
-        download.run(_ctx(tmp_path, {"url": media_server.url("jfk.flac")}, AUDIO_TIER_LIMITS_JSON=tiny))
+        download.run(_ctx(tmp_path, {"url": media_server.url("jfk.flac")}, AUDIO_TIER_LIMITS_JSON=tiny,
+                          AUDIO_URL_ALLOW_HOSTS=media_server.allow_entry))
     assert not list((tmp_path / "work" / "job-7").glob("source.*"))
