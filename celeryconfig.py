@@ -99,4 +99,6 @@ def build(settings: Settings) -> dict[str, Any]:
                              "options": {"expires": 3600.0}},
         },
         "worker_hijack_root_logger": False,
+        # Recycles pool processes (and the models they hold) after this many tasks; None = never.
+        "worker_max_tasks_per_child": settings.max_tasks_per_child or None,
     }

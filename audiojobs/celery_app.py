@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from celery import Celery, Task
-from celery.signals import worker_process_init
+from celery.signals import setup_logging, worker_process_init
 
 import celeryconfig
 from audiojobs.config import Settings, get_settings
@@ -48,10 +48,49 @@ def app_settings() -> Settings:
     return settings if isinstance(settings, Settings) else get_settings()
 
 
+@setup_logging.connect
+def _setup_logging(**_kwargs: Any) -> None:
+    """Workers and beat log like the API: audiojobs.logs, not Celery's own format."""
+    from audiojobs import logs
+
+    logs.configure(app_settings())
+
+
 @worker_process_init.connect
 def _after_fork(**_kwargs: Any) -> None:
     # A forked pool process must not reuse its parent's database sockets.
     dispose_engines()
+    settings = app_settings()
+    if settings.gpu_devices:
+        pin_gpu(settings.gpu_devices)
+    if settings.worker_stages and set(settings.worker_stages) == {"audio_transcribe"}:
+        preload_model(settings)
+
+
+def pin_gpu(devices: tuple[str, ...]) -> str:
+    """Give this pool process one GPU of its own (process index i -> the i-th device), before anything
+    touches CUDA: the parent never does, so each child initialises CUDA on its own device only."""
+    from billiard.process import current_process
+
+    from audiojobs.config import set_visible_cuda_devices
+
+    index = getattr(current_process(), "index", 0) or 0
+    device = devices[index % len(devices)]
+    set_visible_cuda_devices(device)
+    log.info("pool process %s pinned to GPU %s", index, device)
+    return device
+
+
+def preload_model(settings: Settings) -> None:
+    """Load the default model in this pool process now, so the first job does not wait for it."""
+    from audiojobs.errors import ModelUnavailable
+    from audiojobs.transcription.registry import get_backend
+
+    try:
+        backend = get_backend("whisper-1", settings)
+        log.info("model %s loaded (%s on %s)", backend.model_label, backend.name, getattr(backend, "device", "?"))
+    except ModelUnavailable as exc:
+        log.error("default model not loaded: %s", exc.message)
 
 
 class AudioJobsTask(Task):

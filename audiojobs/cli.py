@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -70,11 +71,14 @@ def api(host: str | None, port: int | None, workers: int | None) -> None:
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
-@click.option("-Q", "--queues", default=None, help="Queues to consume (default: both audio queues).")
-@click.option("-c", "--concurrency", type=int, default=None, help="Worker processes.")
+@click.option("-Q", "--queues", default=None,
+              help="Queues to consume (default: control, CPU and transcribe queues; a CPU pool: audio_cpu).")
+@click.option("-c", "--concurrency", type=int, default=None, help="Worker processes (AUDIOJOBS_WORKER_CONCURRENCY).")
+@click.option("--autoscale", default=None, metavar="MAX,MIN", help="Grow and shrink the pool with the load.")
 @click.option("-n", "--hostname", default="audiojobs@%h", show_default=True)
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
-def worker(queues: str | None, concurrency: int | None, hostname: str, celery_args: tuple[str, ...]) -> None:
+def worker(queues: str | None, concurrency: int | None, autoscale: str | None, hostname: str,
+           celery_args: tuple[str, ...]) -> None:
     """Run a Celery worker; extra arguments go to ``celery worker``."""
     from audiojobs.local_stack import WORKER_ENV, worker_cmd
 
@@ -82,7 +86,37 @@ def worker(queues: str | None, concurrency: int | None, hostname: str, celery_ar
     cmd = worker_cmd(settings, concurrency=concurrency, hostname=hostname)
     if queues:
         cmd[cmd.index("-Q") + 1] = queues
+    if autoscale:
+        if not re.fullmatch(r"\d+,\d+", autoscale):
+            raise click.BadParameter("MAX,MIN, e.g. 8,2", param_hint="--autoscale")
+        at = cmd.index("-c")
+        del cmd[at:at + 2]
+        cmd += ["--autoscale", autoscale]
     os.execve(sys.executable, [*cmd, *celery_args], environ_with({**env, **WORKER_ENV}))
+
+
+@main.command("gpu-worker", context_settings={"ignore_unknown_options": True})
+@click.option("--gpus", default=None, help="GPU ids, comma-separated (default: AUDIO_GPU_DEVICES, "
+                                           "CUDA_VISIBLE_DEVICES, else every GPU nvidia-smi lists).")
+@click.option("--max-tasks-per-child", type=int, default=None,
+              help="Recycle a pool process after this many jobs (AUDIO_WORKER_MAX_TASKS_PER_CHILD).")
+@click.option("-n", "--hostname", default="audiojobs-gpu@%h", show_default=True)
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def gpu_worker(gpus: str | None, max_tasks_per_child: int | None, hostname: str,
+               celery_args: tuple[str, ...]) -> None:
+    """Run a transcription worker: the transcribe queue only, one prefork process per GPU, each
+    pinned to its GPU and loading the model after the fork. Other stages are handed back."""
+    from audiojobs.local_stack import WORKER_ENV, detect_gpus, gpu_worker_cmd
+
+    settings, env = _with_redis(_settings())
+    devices = tuple(g.strip() for g in gpus.split(",") if g.strip()) if gpus else detect_gpus(settings)
+    env = {**env, "AUDIO_WORKER_STAGES": "audio_transcribe", "AUDIO_GPU_DEVICES": ",".join(devices)}
+    if max_tasks_per_child is not None:
+        env["AUDIO_WORKER_MAX_TASKS_PER_CHILD"] = str(max_tasks_per_child)
+    click.echo(f"audiojobs gpu-worker: queue {settings.transcribe_queue}, "
+               f"{'GPUs ' + ','.join(devices) if devices else 'no GPU found: one process on the CPU'}", err=True)
+    os.execve(sys.executable, [*gpu_worker_cmd(settings, devices, hostname), *celery_args],
+              environ_with({**env, **WORKER_ENV}))
 
 
 @main.command()
@@ -97,7 +131,7 @@ def beat() -> None:
 
 @main.command()
 def flower() -> None:
-    """Run Flower on 127.0.0.1 with basic auth (FLOWER_BASIC_AUTH, else var/flower_auth)."""
+    """Run Flower with basic auth (FLOWER_BASIC_AUTH, else var/flower_auth) on FLOWER_ADDRESS:FLOWER_PORT."""
     from audiojobs.local_secrets import flower_auth_path, read_or_create_secret
     from audiojobs.local_stack import flower_cmd
 

@@ -116,6 +116,10 @@ _SPECS: tuple[tuple[str, str, Callable[[str, str], Any], str, str], ...] = (
     ("work_dir", "AUDIO_WORK_DIR", _parse_optional_str, "", "per-job scratch dirs; empty = var/work"),
     ("default_model", "AUDIO_DEFAULT_MODEL", _parse_str, "tiny.en", "what model 'whisper-1' means"),
     ("allowed_models", "AUDIO_ALLOWED_MODELS", _parse_csv, DEFAULT_MODEL_NAMES, "model names a submit may ask for"),
+    ("whisper_backend", "AUDIO_WHISPER_BACKEND", _parse_choice("faster-whisper", "openai-whisper"), "faster-whisper",
+     "backend of a model name without a 'backend:' prefix"),
+    ("model_dir", "AUDIO_MODEL_DIR", _parse_optional_str, "",
+     "downloaded and converted weights (openai-whisper NAME.pt); empty = var/models"),
     ("whisper_device", "AUDIO_WHISPER_DEVICE", _parse_choice("auto", "cpu", "cuda"), "auto", "where models run"),
     ("whisper_compute_type", "AUDIO_WHISPER_COMPUTE_TYPE", _parse_str, "default",
      "CTranslate2 compute type; default = int8 on CPU, float16 on CUDA"),
@@ -123,6 +127,13 @@ _SPECS: tuple[tuple[str, str, Callable[[str, str], Any], str, str], ...] = (
     ("cpu_queue", "AUDIO_CPU_QUEUE", _parse_str, "audio_cpu", "queue of every stage but transcription"),
     ("transcribe_queue", "AUDIO_TRANSCRIBE_QUEUE", _parse_str, "audio_gpu", "queue of audio_transcribe"),
     ("control_queue", "AUDIO_CONTROL_QUEUE", _parse_str, "audio_control", "queue of the reaper and sweeper"),
+    ("worker_stages", "AUDIO_WORKER_STAGES", _parse_csv, "",
+     "stages this worker runs; others go back to AUDIO_CPU_QUEUE (gpu-worker: audio_transcribe)"),
+    ("handback_seconds", "AUDIO_HANDBACK_SECONDS", _parse_int(0), "2", "delay before a handed-back stage runs"),
+    ("gpu_devices", "AUDIO_GPU_DEVICES", _parse_csv, "",
+     "GPU ids of gpu-worker, one process each; empty = CUDA_VISIBLE_DEVICES, else every GPU nvidia-smi lists"),
+    ("max_tasks_per_child", "AUDIO_WORKER_MAX_TASKS_PER_CHILD", _parse_int(0), "0",
+     "recycle a worker process after this many tasks; 0 = never"),
     ("worker_enabled", "AUDIO_JOBS_WORKER_ENABLED", _parse_bool, "false",
      "the API service also runs a worker for both queues (all-in-one)"),
     ("owner_strict", "AUDIO_JOBS_OWNER_STRICT", _parse_bool, "false", "owner-aware acquisition (see README)"),
@@ -148,9 +159,13 @@ _SPECS: tuple[tuple[str, str, Callable[[str, str], Any], str, str], ...] = (
     ("api_port", "AUDIOJOBS_PORT", _parse_int(1), "8000", "API port"),
     ("api_workers", "AUDIOJOBS_API_WORKERS", _parse_int(1), "2", "gunicorn worker processes"),
     ("worker_concurrency", "AUDIOJOBS_WORKER_CONCURRENCY", _parse_int(1), "2", "processes of a local worker"),
-    ("flower_port", "FLOWER_PORT", _parse_int(1), "5555", "Flower's port (bound to 127.0.0.1)"),
+    ("flower_address", "FLOWER_ADDRESS", _parse_str, "127.0.0.1", "where Flower listens (0.0.0.0 in containers)"),
+    ("flower_port", "FLOWER_PORT", _parse_int(1), "5555", "Flower's port"),
+    ("flower_url_prefix", "FLOWER_URL_PREFIX", _parse_str, "", "Flower behind a reverse proxy at /PREFIX"),
     ("flower_basic_auth", "FLOWER_BASIC_AUTH", _parse_optional_str, "",
      "user:password for Flower; empty = the one in var/flower_auth"),
+    ("log_format", "AUDIOJOBS_LOG_FORMAT", _parse_choice("json", "text"), "json",
+     "log lines as JSON objects (with job_id and request_id) or plain text"),
     ("log_level", "AUDIOJOBS_LOG_LEVEL", _parse_choice("debug", "info", "warning", "error"), "info", "log level"),
 )
 
@@ -183,12 +198,18 @@ class Settings:
     work_dir: str | None
     default_model: str
     allowed_models: tuple[str, ...]
+    whisper_backend: str
+    model_dir: str | None
     whisper_device: str
     whisper_compute_type: str
     whisper_cpu_threads: int
     cpu_queue: str
     transcribe_queue: str
     control_queue: str
+    worker_stages: tuple[str, ...]
+    handback_seconds: int
+    gpu_devices: tuple[str, ...]
+    max_tasks_per_child: int
     worker_enabled: bool
     owner_strict: bool
     lease_seconds: int
@@ -207,8 +228,11 @@ class Settings:
     api_port: int
     api_workers: int
     worker_concurrency: int
+    flower_address: str
     flower_port: int
+    flower_url_prefix: str
     flower_basic_auth: str | None
+    log_format: str
     log_level: str
 
     @classmethod
@@ -233,6 +257,11 @@ class Settings:
                            ("AUDIOJOBS_SINGLE_USER_TIER", self.single_user_tier)):
             if tier not in tiers:
                 raise ConfigError(f"{name}: unknown tier {tier!r}; known: {', '.join(sorted(tiers))}")
+        from audiojobs.jobs.states import Stage
+
+        unknown = set(self.worker_stages) - {stage.value for stage in Stage}
+        if unknown:
+            raise ConfigError(f"AUDIO_WORKER_STAGES: unknown stage(s) {', '.join(sorted(unknown))}")
         from audiojobs.urlguard import UrlPolicy
 
         UrlPolicy.from_settings(self)  # raises ConfigError naming a bad host entry
@@ -251,6 +280,10 @@ class Settings:
     @property
     def work_path(self) -> Path:
         return Path(self.work_dir).resolve() if self.work_dir else self.var_path / "work"
+
+    @property
+    def model_path(self) -> Path:
+        return Path(self.model_dir).resolve() if self.model_dir else self.var_path / "models"
 
     @property
     def resolved_local_roots(self) -> tuple[Path, ...]:
@@ -277,6 +310,16 @@ def environ_with(overrides: Mapping[str, str]) -> dict[str, str]:
     env = dict(os.environ)
     env.update(overrides)
     return env
+
+
+def visible_cuda_devices() -> str | None:
+    """CUDA_VISIBLE_DEVICES as the CUDA runtime will read it; None when unset. Not a setting of ours:
+    CUDA's own, read by gpu-worker to find its GPUs and written per pool process to pin one."""
+    return os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+def set_visible_cuda_devices(devices: str) -> None:
+    os.environ["CUDA_VISIBLE_DEVICES"] = devices
 
 
 @lru_cache(maxsize=1)

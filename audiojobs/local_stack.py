@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -102,10 +103,39 @@ def worker_cmd(settings: Settings, concurrency: int | None = None, hostname: str
                       "-n", hostname, "--loglevel", settings.log_level.upper())
 
 
+def detect_gpus(settings: Settings, visible: str | None = None) -> tuple[str, ...]:
+    """GPU ids for gpu-worker: AUDIO_GPU_DEVICES, else CUDA_VISIBLE_DEVICES, else what nvidia-smi lists.
+    Nothing found: no GPU (the worker runs one process on the CPU). Never initialises CUDA here."""
+    import subprocess
+
+    from audiojobs.config import visible_cuda_devices
+
+    if settings.gpu_devices:
+        return settings.gpu_devices
+    visible = visible if visible is not None else visible_cuda_devices()
+    if visible is not None:
+        return tuple(d.strip() for d in visible.split(",") if d.strip() and d.strip() != "-1")
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return ()
+    try:
+        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    return tuple(str(i) for i, line in enumerate(out.splitlines()) if line.startswith("GPU "))
+
+
+def gpu_worker_cmd(settings: Settings, gpus: tuple[str, ...], hostname: str = "audiojobs-gpu@%h") -> list[str]:
+    """A prefork worker on the transcribe queue only, one pool process per GPU."""
+    return celery_cmd("worker", "-Q", settings.transcribe_queue, "-P", "prefork", "-c", str(max(1, len(gpus))),
+                      "-n", hostname, "--loglevel", settings.log_level.upper())
+
+
 def api_cmd(settings: Settings) -> list[str]:
     return python_cmd("-m", "gunicorn", "audiojobs.wsgi:app", "--bind", f"{settings.api_host}:{settings.api_port}",
                       "--workers", str(settings.api_workers), "--timeout", "60", "--graceful-timeout", "10",
-                      "--access-logfile", "-", "--log-level", settings.log_level,
+                      # Requests are logged by the app (audiojobs.access), with their request_id.
+                      "--log-level", settings.log_level,
                       # gunicorn's control socket defaults to one path per user: two APIs would clash.
                       "--no-control-socket")
 
@@ -116,8 +146,11 @@ def beat_cmd(settings: Settings) -> list[str]:
 
 
 def flower_cmd(settings: Settings, basic_auth: str) -> list[str]:
-    return celery_cmd("flower", "--address=127.0.0.1", f"--port={settings.flower_port}",
-                      f"--basic-auth={basic_auth}")
+    cmd = celery_cmd("flower", f"--address={settings.flower_address}", f"--port={settings.flower_port}",
+                     f"--basic-auth={basic_auth}")
+    if settings.flower_url_prefix:
+        cmd.append(f"--url_prefix={settings.flower_url_prefix.strip('/')}")
+    return cmd
 
 
 def default_local_roots(settings: Settings, repo_root: Path) -> tuple[str, ...]:

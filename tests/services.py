@@ -117,12 +117,15 @@ class WorkerProcess:
     """A real ``celery worker`` subprocess of audiojobs, with its log kept for failures."""
 
     def __init__(self, env: Mapping[str, str], log_path: Path, queues: str = "audio_control,audio_cpu,audio_gpu",
-                 concurrency: int = 1, name: str | None = None, app: str | None = None) -> None:
+                 concurrency: int = 1, name: str | None = None, app: str | None = None, gpu: bool = False) -> None:
         self.log_path = log_path
         self.name = name or f"test-{secrets.token_hex(3)}@%h"
         # As an operator starts one: `audiojobs worker` (extra arguments go to celery worker).
         cmd = [sys.executable, "-m", "audiojobs.cli", "worker", "-Q", queues, "-c", str(concurrency),
                "-n", self.name, "--without-mingle", "--without-gossip"]
+        if gpu:  # `audiojobs gpu-worker`: the transcribe queue only, one process per GPU (here: none)
+            cmd = [sys.executable, "-m", "audiojobs.cli", "gpu-worker", "-n", self.name, "--without-mingle",
+                   "--without-gossip"]
         if app is not None:  # a test app wrapping audiojobs.worker (e.g. one whose stage crashes)
             cmd = [sys.executable, "-m", "celery", "-A", app, "worker", "-Q", queues, "-c", str(concurrency),
                    "-n", self.name, "--loglevel", "INFO", "--without-mingle", "--without-gossip"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import uuid
 
 import sqlalchemy.exc
@@ -12,8 +13,10 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
 from audiojobs.errors import AudioJobsError
+from audiojobs.logs import job_id_var, request_id_var
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("audiojobs.access")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -40,10 +43,16 @@ def init_app(app: Flask) -> None:
 def _assign_request_id() -> None:
     given = request.headers.get("X-Request-ID", "")
     g.request_id = given if _REQUEST_ID.match(given) else str(uuid.uuid4())
+    g.started = time.perf_counter()
+    request_id_var.set(g.request_id)
+    job_id_var.set(None)
 
 
 def _echo_request_id(response: Response) -> Response:
     response.headers["X-Request-ID"] = getattr(g, "request_id", "")
+    elapsed = (time.perf_counter() - g.started) * 1000 if "started" in g else 0.0
+    access_log.info("%s %s %s %.1f ms", request.method, request.path, response.status_code, elapsed,
+                    extra={"status": response.status_code, "duration_ms": round(elapsed, 1)})
     return response
 
 

@@ -1,13 +1,20 @@
-"""Liveness: ``/healthz`` answers while the process serves requests."""
+"""Liveness (``/healthz``), readiness (``/readyz``) and Prometheus metrics (``/metrics``)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+import logging
+
+import redis
+import sqlalchemy as sa
+from flask import Blueprint, Response, jsonify
 from flask.typing import ResponseReturnValue
 
 from audiojobs.api import responses as R
+from audiojobs.api.auth import admin_required, current_settings
 from audiojobs.api.openapi import operation
+from audiojobs.db import session_scope
 
+log = logging.getLogger(__name__)
 health = Blueprint("health", __name__)
 
 
@@ -15,3 +22,45 @@ health = Blueprint("health", __name__)
 @operation("Liveness: the process serves requests", responses={200: R.Health}, auth=False, tag="health")
 def healthz() -> ResponseReturnValue:
     return jsonify({"status": "ok"})
+
+
+@health.get("/readyz")
+@operation("Readiness: the database and Redis answer", responses={200: R.Readiness, 503: R.Readiness}, auth=False,
+           tag="health")
+def readyz() -> ResponseReturnValue:
+    from audiojobs.pipeline.admission import redis_client
+
+    settings = current_settings()
+    checks: dict[str, str] = {}
+    try:
+        with session_scope(settings.effective_database_url) as session:
+            session.execute(sa.text("SELECT 1"))
+        checks["database"] = "ok"
+    except sa.exc.SQLAlchemyError as exc:
+        log.warning("readiness: database: %r", exc)
+        checks["database"] = "unavailable"
+    try:
+        redis_client(settings).ping()
+        checks["redis"] = "ok"
+    except redis.RedisError as exc:
+        log.warning("readiness: redis: %r", exc)
+        checks["redis"] = "unavailable"
+    ready = all(v == "ok" for v in checks.values())
+    return jsonify({"status": "ready" if ready else "unavailable", "checks": checks}), 200 if ready else 503
+
+
+@health.get("/metrics")
+@admin_required
+@operation("Prometheus metrics (admin): jobs by status, stage durations, queue depth, quota refusals, "
+           "transcription real-time factor", responses={200: None}, errors=(403,), tag="health")
+def metrics() -> ResponseReturnValue:
+    from audiojobs import metrics as m
+    from audiojobs.jobs import service
+    from audiojobs.pipeline.admission import redis_client
+
+    settings = current_settings()
+    with session_scope(settings.effective_database_url) as session:
+        counts = service.count_by_status(session, owner_user_id=None)
+    queues = dict.fromkeys([settings.control_queue, settings.cpu_queue, settings.transcribe_queue])
+    body = m.render(redis_client(settings), counts, queues)
+    return Response(body, mimetype="text/plain", headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})

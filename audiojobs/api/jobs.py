@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import time
 
 import redis
 import sqlalchemy as sa
@@ -15,6 +16,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
+from audiojobs import metrics
 from audiojobs.api import responses as R
 from audiojobs.api.auth import admin_required, current_settings, login_required
 from audiojobs.api.openapi import Param, operation
@@ -41,6 +43,7 @@ from audiojobs.errors import (
 from audiojobs.jobs import service
 from audiojobs.jobs.models import Analysis, Job, Transcript, TranscriptChunk
 from audiojobs.jobs.states import JobStatus
+from audiojobs.logs import job_id_var
 from audiojobs.pipeline import admission
 from audiojobs.pipeline.context import remove_job_dir
 from audiojobs.quotas import minutes
@@ -109,12 +112,21 @@ def submit() -> ResponseReturnValue:
                              message="the job could not be queued: the broker is unavailable")
         raise ServiceUnavailable("the job queue is unavailable; try again shortly", code="broker_unavailable",
                                  headers={"Retry-After": "5"}) from None
+    job_id_var.set(job.id)
     log.info("job %s submitted by %s", job.id, owner)
     return _accepted(job)
 
 
 def check_submit_allowed(session: Session, settings: Settings, owner: str, payload: dict[str, object]) -> None:
     """Backlog (429), daily minutes (402) and file size (413), before a job is created."""
+    try:
+        _check_submit_allowed(session, settings, owner, payload)
+    except (TooManyRequests, QuotaExceeded, PayloadTooLarge) as refusal:
+        metrics.count_refusal(admission.redis_client(settings), refusal.code)
+        raise
+
+
+def _check_submit_allowed(session: Session, settings: Settings, owner: str, payload: dict[str, object]) -> None:
     limits = limits_for(session, settings, owner)
     if service.count_queued(session, owner) >= settings.max_queued_per_user:
         raise TooManyRequests(f"you have {settings.max_queued_per_user} jobs queued already; wait for some to start",
@@ -258,6 +270,39 @@ def admin_owner_processing(owner_user_id: str) -> ResponseReturnValue:
         processing = service.count_processing(session, owner_user_id)
         limit = limits_for(session, settings, owner_user_id).concurrent_jobs
     return jsonify({"owner_user_id": owner_user_id, "processing": processing, "limit": limit})
+
+
+@jobs.get("/jobs/admin/queues")
+@operation("Queue depths and the workers online (admin)", responses={200: R.QueueDepths}, errors=(403,),
+           tag="admin")
+@admin_required
+def admin_queues() -> ResponseReturnValue:
+    """Depth of each queue (Redis list lengths) and the workers that answer a 1-second ping."""
+    settings = current_settings()
+    names = list(dict.fromkeys([settings.control_queue, settings.cpu_queue, settings.transcribe_queue]))
+    client = admission.redis_client(settings)
+    depths = {name: int(client.llen(name)) for name in names}
+    return jsonify({"queues": depths, "workers": _workers_online()})
+
+
+WORKERS_TTL = 5.0
+
+
+def _workers_online() -> dict[str, list[str]]:
+    """Workers and their queues, from a 1-second broadcast; kept 5 s so polling dashboards do not
+    make every request wait for the broadcast."""
+    cached = current_app.extensions.get("audiojobs_workers")
+    now = time.monotonic()
+    if cached is not None and now - cached[0] < WORKERS_TTL:
+        return dict(cached[1])
+    try:
+        active = current_app.extensions["celery"].control.inspect(timeout=1.0).active_queues() or {}
+    except (BrokerError, OSError, redis.RedisError) as exc:
+        log.warning("admin queues: workers not inspected: %r", exc)
+        active = {}
+    workers = {name: sorted(q["name"] for q in queues) for name, queues in sorted(active.items())}
+    current_app.extensions["audiojobs_workers"] = (now, workers)
+    return workers
 
 
 def _tier_body(user_id: str, tier: str, settings: Settings) -> dict[str, object]:

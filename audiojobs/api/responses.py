@@ -184,3 +184,13 @@ class ApiKeyList(_Out):
 
 class Health(_Out):
     status: str
+
+
+class Readiness(_Out):
+    status: str
+    checks: dict[str, str]
+
+
+class QueueDepths(_Out):
+    queues: dict[str, int] = Field(description="Messages waiting in each queue.")
+    workers: dict[str, list[str]] = Field(description="Workers online and the queues each consumes.")

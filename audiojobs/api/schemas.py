@@ -14,6 +14,7 @@ from audiojobs.errors import ValidationError
 from audiojobs.jobs.service import Principal
 from audiojobs.jobs.states import JobStatus
 from audiojobs.sources import check_local_path, roots_for
+from audiojobs.transcription.registry import is_allowed_model
 from audiojobs.urlguard import Refused, UrlPolicy
 
 M = TypeVar("M", bound=BaseModel)
@@ -92,8 +93,9 @@ def validate_submit(body: dict[str, Any], settings: Settings, principal: Princip
         local = check_local_path(req.local_path, roots_for(settings, principal.user_id, principal.is_admin))
         # Internal keys (leading "_") tell the worker where and what the checked file was.
         payload.update(local_path=str(local.path), _local_root=str(local.root), _local_file_id=local.identity)
-    if req.model not in settings.model_names:
-        raise ValidationError(f"unknown model {req.model!r}; allowed: {', '.join(sorted(settings.model_names))}",
+    if not is_allowed_model(req.model, settings):
+        raise ValidationError(f"unknown model {req.model!r}; allowed: {', '.join(sorted(settings.model_names))}, "
+                              "optionally prefixed with faster-whisper: or openai-whisper:",
                               code="unknown_model", field="model")
     if req.api_name is not None and req.api_name not in PROVIDER_NAMES:
         raise ValidationError(f"unknown api_name {req.api_name!r}; allowed: {', '.join(sorted(PROVIDER_NAMES))}",

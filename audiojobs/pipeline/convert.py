@@ -11,6 +11,7 @@ import wave
 from collections.abc import Callable
 from pathlib import Path
 
+from audiojobs import metrics
 from audiojobs.config import Settings
 from audiojobs.db import session_scope
 from audiojobs.errors import InvalidMedia, QuotaExceeded, StageError
@@ -120,6 +121,7 @@ def run(ctx: StageContext) -> Outcome:
     if charged is None:
         raise AttemptStopped("taken_over")
     if not charged:
+        metrics.count_refusal(redis_client(ctx.settings), "quota_exceeded_in_pipeline")
         raise QuotaExceeded(f"this file needs {needed:g} minutes; {max(0.0, (limit or 0) - used):g} of today's "
                             f"{limit:g} are left (they reset at 00:00 UTC)")
     minutes.mirror(redis_client(ctx.settings), ctx.attempt.owner_user_id, today, used, started)

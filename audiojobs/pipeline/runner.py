@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +22,7 @@ import redis
 import sqlalchemy.exc
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 
+from audiojobs import metrics
 from audiojobs.celery_app import AudioJobsTask, app_settings
 from audiojobs.config import Settings
 from audiojobs.db import session_scope
@@ -28,6 +30,7 @@ from audiojobs.errors import AudioJobsError
 from audiojobs.jobs import recovery, service
 from audiojobs.jobs.service import Decision
 from audiojobs.jobs.states import PIPELINE, JobStatus, Stage
+from audiojobs.logs import job_id_var, request_id_var
 from audiojobs.pipeline import admission
 from audiojobs.pipeline.context import Outcome, StageContext, remove_job_dir
 from audiojobs.pipeline.guard import AttemptGuard, AttemptStopped, holder_is_dead, worker_id
@@ -62,6 +65,10 @@ class StageTask(AudioJobsTask):
 
     def run_stage(self, job_id: int, dispatch: int, stage: Stage, stage_fn: Callable[[StageContext], Outcome]) -> None:
         settings = app_settings()
+        job_id_var.set(job_id)
+        request_id_var.set(None)
+        if settings.worker_stages and stage.value not in settings.worker_stages:
+            self._hand_back(job_id, stage, settings)
         db_url = settings.effective_database_url
         try:
             with session_scope(db_url) as session:
@@ -85,7 +92,9 @@ class StageTask(AudioJobsTask):
         with AttemptGuard(settings, attempt) as guard:
             ctx = StageContext(settings=settings, attempt=attempt, guard=guard)
             try:
+                started = time.perf_counter()
                 outcome = stage_fn(ctx)
+                metrics.observe_stage(admission.redis_client(settings), stage.value, time.perf_counter() - started)
             except AttemptStopped as stop:
                 self._stopped(ctx, stop.reason)
             except SoftTimeLimitExceeded:
@@ -114,6 +123,14 @@ class StageTask(AudioJobsTask):
         if not moved_on:
             self._stopped(ctx, reason or "taken_over", run_closed=True)
         log.info("job %s: %s finished", job_id, stage.value)
+
+    def _hand_back(self, job_id: int, stage: Stage, settings: Settings) -> None:
+        """A stage this worker does not run (a GPU worker given anything but transcription): send the
+        message, chain and all, to the CPU queue after a short backoff. The job is not touched."""
+        queue = settings.cpu_queue
+        log.info("job %s: %s is not run here (AUDIO_WORKER_STAGES); handed back to %s", job_id, stage.value, queue)
+        raise self.retry(queue=queue, exchange="", routing_key=queue, countdown=settings.handback_seconds,
+                         max_retries=None)
 
     def _stopped(self, ctx: StageContext, reason: str, run_closed: bool = False) -> None:
         """The attempt lost its job (cancelled, failed elsewhere, taken over): no side effects."""

@@ -9,7 +9,7 @@ class FasterWhisperBackend:
     name = "faster-whisper"
 
     def __init__(self, model_ref: str, *, model_label: str, device: str = "auto",
-                 compute_type: str = "default", cpu_threads: int = 0) -> None:
+                 compute_type: str = "default", cpu_threads: int = 0, download_root: str | None = None) -> None:
         from faster_whisper import WhisperModel  # heavy: imported in workers only
 
         if device == "auto":
@@ -19,7 +19,8 @@ class FasterWhisperBackend:
         self.device = device
         self.compute_type = compute_type
         self.model_label = model_label
-        self._model = WhisperModel(model_ref, device=device, compute_type=compute_type, cpu_threads=cpu_threads)
+        self._model = WhisperModel(model_ref, device=device, compute_type=compute_type, cpu_threads=cpu_threads,
+                                   download_root=download_root)
 
     def transcribe(self, wav_path: str, *, language: str | None = None,
                    on_segment: SegmentCallback | None = None) -> TranscriptionResult:

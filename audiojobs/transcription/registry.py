@@ -19,12 +19,32 @@ from audiojobs.transcription.interfaces import TranscriptionBackend
 log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
-_loaded: dict[tuple[str, str, str, int], TranscriptionBackend] = {}
+_loaded: dict[tuple[str, str, str, str, int], TranscriptionBackend] = {}
+
+
+BACKENDS = ("faster-whisper", "openai-whisper")
+
+
+def parse_model(requested: str, settings: Settings) -> tuple[str, str]:
+    """(backend, concrete model) for a submit's ``model``: ``whisper-1`` is ``AUDIO_DEFAULT_MODEL``,
+    ``backend:model`` forces a backend, anything else runs on ``AUDIO_WHISPER_BACKEND``."""
+    backend = settings.whisper_backend
+    prefix, sep, rest = requested.partition(":")
+    name = requested
+    if sep and prefix in BACKENDS:
+        backend, name = prefix, rest
+    return backend, settings.default_model if name == "whisper-1" else name
 
 
 def resolve_model_name(requested: str, settings: Settings) -> str:
     """The concrete model name a submit's ``model`` field stands for."""
-    return settings.default_model if requested == "whisper-1" else requested
+    return parse_model(requested, settings)[1]
+
+
+def is_allowed_model(requested: str, settings: Settings) -> bool:
+    prefix, sep, rest = requested.partition(":")
+    name = rest if sep and prefix in BACKENDS else requested
+    return name in settings.model_names
 
 
 def bundled_model_path(name: str) -> str | None:
@@ -42,27 +62,54 @@ def bundled_model_path(name: str) -> str | None:
 
 def get_backend(requested: str, settings: Settings) -> TranscriptionBackend:
     """The loaded backend for ``requested``, loading it once per process."""
-    name = resolve_model_name(requested, settings)
-    key = (name, settings.whisper_device, settings.whisper_compute_type, settings.whisper_cpu_threads)
+    backend, name = parse_model(requested, settings)
+    key = (backend, name, settings.whisper_device, settings.whisper_compute_type, settings.whisper_cpu_threads)
     with _lock:
-        backend = _loaded.get(key)
-        if backend is None:
-            backend = _load(name, settings)
-            _loaded[key] = backend
-        return backend
+        loaded = _loaded.get(key)
+        if loaded is None:
+            loaded = _load(backend, name, settings)
+            _loaded[key] = loaded
+        return loaded
 
 
-def _load(name: str, settings: Settings) -> TranscriptionBackend:
-    from audiojobs.transcription.faster_whisper_backend import FasterWhisperBackend
+def openai_checkpoint(name: str, settings: Settings) -> str:
+    """What openai-whisper should load for ``name``: a path as given, ``<AUDIO_MODEL_DIR>/<name>.pt``
+    when it exists (a converted or downloaded checkpoint), else the name (downloaded on first use)."""
+    if Path(name).is_absolute():
+        return name
+    cached = settings.model_path / f"{name}.pt"
+    return str(cached) if cached.is_file() else name
 
-    ref = bundled_model_path(name) or name
-    if Path(ref).is_absolute() and not Path(ref).exists():
-        raise ModelUnavailable(f"model {name!r}: no model at {ref}")
-    log.info("loading model %s from %s", name, ref)
+
+def _load(backend: str, name: str, settings: Settings) -> TranscriptionBackend:
+    label = name
     try:
-        return FasterWhisperBackend(ref, model_label=name, device=settings.whisper_device,
+        if backend == "openai-whisper":
+            from audiojobs.transcription.openai_whisper_backend import OpenAIWhisperBackend
+
+            ref = openai_checkpoint(name, settings)
+            _check_path(ref, name)
+            log.info("loading openai-whisper model %s from %s", name, ref)
+            return OpenAIWhisperBackend(ref, model_label=label, device=settings.whisper_device,
+                                        download_root=str(settings.model_path),
+                                        cpu_threads=settings.whisper_cpu_threads)
+        from audiojobs.transcription.faster_whisper_backend import FasterWhisperBackend
+
+        ref = bundled_model_path(name) or name
+        _check_path(ref, name)
+        log.info("loading faster-whisper model %s from %s", name, ref)
+        return FasterWhisperBackend(ref, model_label=label, device=settings.whisper_device,
                                     compute_type=settings.whisper_compute_type,
-                                    cpu_threads=settings.whisper_cpu_threads)
+                                    cpu_threads=settings.whisper_cpu_threads, download_root=str(settings.model_path))
+    except ModelUnavailable:
+        raise
+    except ImportError as exc:
+        raise ModelUnavailable(f"the {backend} backend is not installed on this worker ({exc.name})") from exc
     except Exception as exc:  # noqa: BLE001 - any load failure means this model cannot serve jobs here
-        log.exception("model %s failed to load", name)
+        log.exception("model %s (%s) failed to load", name, backend)
         raise ModelUnavailable(f"model {name!r} is not available on this worker ({type(exc).__name__})") from exc
+
+
+def _check_path(ref: str, name: str) -> None:
+    if Path(ref).is_absolute() and not Path(ref).exists():
+        raise ModelUnavailable(f"model {name!r}: no model file at that path on this worker")

@@ -32,9 +32,10 @@ class Stack:
     media_port: int  # the one port of 127.0.0.1 the URL guard lets this stack's workers reach
 
     def start_worker(self, queues: str = "audio_control,audio_cpu,audio_gpu", concurrency: int = 1,
-                     app: str | None = None, env: dict[str, str] | None = None) -> WorkerProcess:
-        worker = WorkerProcess({**self.env, **(env or {})}, self.tmp / f"worker-{queues.replace(',', '-')}.log",
-                               queues=queues, concurrency=concurrency, app=app)
+                     app: str | None = None, env: dict[str, str] | None = None, gpu: bool = False) -> WorkerProcess:
+        log = self.tmp / ("gpu-worker.log" if gpu else f"worker-{queues.replace(',', '-')}.log")
+        worker = WorkerProcess({**self.env, **(env or {})}, log, queues=queues, concurrency=concurrency, app=app,
+                               gpu=gpu)
         worker.wait_ready()
         return worker
 

@@ -139,3 +139,32 @@ def test_admin_views_count_jobs_not_stages(stack: Stack) -> None:
     assert summary["total"] == len(listed)
     assert summary["counts_by_status"]["processing"] == 0
     assert summary["counts_by_status"]["completed"] >= 3
+
+
+def test_operations_views_after_real_jobs(stack: Stack) -> None:
+    """/readyz, /metrics, the admin queue view and the workers' JSON log lines, after the jobs above."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    assert stack.client.get("/readyz").get_json() == {"status": "ready", "checks": {"database": "ok", "redis": "ok"}}
+    assert stack.client.get("/metrics").status_code == 401
+    resp = stack.client.get("/metrics", headers=AUTH)
+    assert resp.status_code == 200 and resp.mimetype == "text/plain"
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(resp.get_data(as_text=True)) for s in family.samples}
+    assert samples[("audiojobs_jobs", (("status", "completed"),))] >= 3
+    assert samples[("audiojobs_queue_depth", (("queue", "audio_cpu"),))] == 0
+    for stage in STAGES[:3] + ["audio_store"]:
+        assert samples[("audiojobs_stage_duration_seconds_count", (("stage", stage),))] >= 3, stage
+    rtf_count = samples[("audiojobs_transcription_real_time_factor_count", (("backend", "faster-whisper"),))]
+    rtf_sum = samples[("audiojobs_transcription_real_time_factor_sum", (("backend", "faster-whisper"),))]
+    assert rtf_count >= 3 and 0 < rtf_sum / rtf_count < 2
+    queues = stack.client.get("/api/v1/audio/jobs/admin/queues", headers=AUTH).get_json()
+    assert set(queues["queues"]) == {"audio_control", "audio_cpu", "audio_gpu"}
+    assert any(set(q) == {"audio_control", "audio_cpu", "audio_gpu"} for q in queues["workers"].values()), queues
+    # Every line the worker logged through audiojobs.logs is a JSON object naming its job (or null).
+    import json
+
+    log = (stack.tmp / "worker-audio_control-audio_cpu-audio_gpu.log").read_text()
+    records = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    assert records and all({"time", "level", "logger", "message", "job_id", "request_id"} <= set(r) for r in records)
+    assert any(r["job_id"] is not None and "audio_transcribe started" in r["message"] for r in records)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import pytest
 import redis as redis_lib
 
-from tests.conftest import AUTH, wait_for_job
+from tests.conftest import AUTH, wait_for_job, word_error_rate
 from tests.integration.conftest import Stack
+from tests.services import JFK_TEXT
 
 pytestmark = pytest.mark.integration
 
@@ -38,3 +42,44 @@ def test_transcription_waits_for_a_worker_on_the_transcribe_queue(bare_stack: St
         assert runs["audio_convert"] == runs["audio_store"]
     finally:
         cpu_worker.stop()
+
+
+@pytest.mark.parametrize("bare_stack", ["sqlite"], indirect=True)
+def test_gpu_worker_transcribes_with_both_backends_and_hands_back_other_stages(
+        bare_stack: Stack, openai_model_dir: Path) -> None:
+    """`audiojobs gpu-worker` consumes only the transcribe queue. A stage misrouted to it (here: a
+    download message moved onto audio_gpu by hand) goes back to the CPU queue and runs there."""
+    stack = bare_stack
+    broker = redis_lib.Redis.from_url(stack.settings.redis_url)
+    gpu_worker = stack.start_worker(gpu=True, env={"AUDIO_MODEL_DIR": str(openai_model_dir)})
+    cpu_worker = None
+    try:
+        submit = "/api/v1/audio/jobs/submit"
+        path = str(stack.media_root / "jfk.flac")
+        misrouted = stack.client.post(submit, json={"local_path": path}, headers=AUTH).get_json()["id"]
+        assert broker.llen("audio_cpu") == 1
+        assert broker.lmove("audio_cpu", "audio_gpu", "RIGHT", "LEFT")  # the download message, now misrouted
+        deadline = time.monotonic() + 30
+        while b"handed back to audio_cpu" not in gpu_worker.log_path.read_bytes():
+            assert time.monotonic() < deadline, gpu_worker.log()
+            time.sleep(0.2)
+        job = stack.client.get(f"/api/v1/audio/jobs/{misrouted}", headers=AUTH).get_json()
+        assert job["status"] == "queued" and job["stages"] == []  # handed back untouched
+        pytorch = stack.client.post(submit, json={"local_path": path, "model": "openai-whisper:tiny.en"},
+                                    headers=AUTH).get_json()["id"]
+        cpu_worker = stack.start_worker(queues="audio_control,audio_cpu")
+        results = {}
+        for job_id in (misrouted, pytorch):
+            job = wait_for_job(stack.client, job_id, timeout=120)
+            assert job["status"] == "completed", job
+            runs = {s["stage"]: s["worker_id"] for s in job["stages"]}
+            assert runs["audio_transcribe"] != runs["audio_download"] == runs["audio_store"]
+            results[job_id] = stack.client.get(f"/api/v1/audio/jobs/{job_id}/result", headers=AUTH).get_json()
+        for result in results.values():
+            assert word_error_rate(JFK_TEXT, result["text"]) <= 0.1, result["text"]
+        assert "openai-whisper" in gpu_worker.log() and "faster-whisper" in gpu_worker.log()
+        assert "no GPU found: one process on the CPU" in gpu_worker.log()
+    finally:
+        if cpu_worker is not None:
+            cpu_worker.stop()
+        gpu_worker.stop()

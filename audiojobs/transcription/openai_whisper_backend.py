@@ -1,0 +1,70 @@
+"""openai-whisper (PyTorch): fp32 on CPU, fp16 on CUDA.
+
+Weights: a checkpoint file (``name.pt`` in ``AUDIO_MODEL_DIR``, or a path), else the model name,
+which openai-whisper downloads into ``AUDIO_MODEL_DIR`` where a network allows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from audiojobs.transcription.interfaces import Segment, SegmentCallback, TranscriptionResult
+
+
+class OpenAIWhisperBackend:
+    name = "openai-whisper"
+
+    def __init__(self, model_ref: str, *, model_label: str, device: str = "auto", download_root: str | None = None,
+                 cpu_threads: int = 0) -> None:
+        import torch  # heavy: imported in workers only
+        import whisper
+
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if cpu_threads:
+            torch.set_num_threads(cpu_threads)
+        self.device = device
+        self.compute_type = "float16" if device == "cuda" else "float32"
+        self.model_label = model_label
+        self._model = whisper.load_model(model_ref, device=device, download_root=download_root)
+        # Load the tokenizer now (it is cached for the process): whisper leaves its vocabulary file
+        # for the garbage collector to close, which would warn in the middle of a job.
+        import gc
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            whisper.tokenizer.get_tokenizer(self._model.is_multilingual, num_languages=self._model.num_languages)
+            gc.collect()
+
+    def transcribe(self, wav_path: str, *, language: str | None = None,
+                   on_segment: SegmentCallback | None = None) -> TranscriptionResult:
+        import whisper
+
+        audio = _read_wav(wav_path)
+        duration = len(audio) / whisper.audio.SAMPLE_RATE
+        options: dict[str, Any] = {"language": language, "fp16": self.device == "cuda", "beam_size": 5,
+                                   "verbose": None}
+        # openai-whisper has no per-segment hook: the callback runs once the whole file is decoded
+        # (a cancelled job stops then, and its result is dropped).
+        result = whisper.transcribe(self._model, audio, **options)
+        segments = [Segment(float(s["start"]), float(s["end"]), s["text"]) for s in result["segments"]]
+        if on_segment is not None:
+            for seg in segments:
+                on_segment(seg.end)
+        return TranscriptionResult(language=result.get("language"), duration=duration, model=self.model_label,
+                                   segments=segments)
+
+
+def _read_wav(path: str) -> Any:
+    """The 16 kHz mono 16-bit WAV audio_convert wrote, as float32 in [-1, 1] (what whisper.load_audio
+    returns, without running ffmpeg again)."""
+    import wave
+
+    import numpy as np
+
+    with wave.open(path, "rb") as wav:
+        if (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) != (16000, 1, 2):
+            raise ValueError(f"{path}: expected 16 kHz mono 16-bit WAV")
+        frames = wav.readframes(wav.getnframes())
+    return np.frombuffer(frames, dtype=np.int16).astype(np.float32) / 32768.0

@@ -1,0 +1,67 @@
+"""Both backends behind one interface, with real weights on the CPU: faster-whisper with the
+bundled tiny.en, openai-whisper with a checkpoint converted from the same weights."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from audiojobs.config import Settings
+from audiojobs.errors import ModelUnavailable
+from audiojobs.pipeline.convert import to_wav
+from audiojobs.transcription.registry import get_backend, is_allowed_model, parse_model
+from tests.conftest import word_error_rate
+from tests.services import JFK_FLAC, JFK_TEXT
+
+
+@pytest.fixture(scope="module")
+def jfk_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    wav = tmp_path_factory.mktemp("wav") / "jfk.wav"
+    to_wav(JFK_FLAC, wav, Settings.from_env({}))
+    return wav
+
+
+def test_model_names() -> None:
+    settings = Settings.from_env({})
+    assert parse_model("whisper-1", settings) == ("faster-whisper", "tiny.en")
+    assert parse_model("openai-whisper:whisper-1", settings) == ("openai-whisper", "tiny.en")
+    assert parse_model("faster-whisper:large-v3", settings) == ("faster-whisper", "large-v3")
+    assert parse_model("base", Settings.from_env({"AUDIO_WHISPER_BACKEND": "openai-whisper"})) == (
+        "openai-whisper", "base")
+    assert is_allowed_model("openai-whisper:tiny.en", settings) and is_allowed_model("large-v3", settings)
+    assert not is_allowed_model("openai-whisper:/etc/passwd", settings)
+    assert not is_allowed_model("torch:tiny.en", settings) and not is_allowed_model("tiny.en:", settings)
+
+
+@pytest.mark.parametrize("backend", ["faster-whisper", "openai-whisper"])
+def test_each_backend_transcribes_jfk(backend: str, jfk_wav: Path, openai_model_dir: Path) -> None:
+    settings = Settings.from_env({"AUDIO_MODEL_DIR": str(openai_model_dir), "AUDIO_WHISPER_BACKEND": backend})
+    model = get_backend("whisper-1", settings)
+    started = time.perf_counter()
+    ends: list[float] = []
+    result = model.transcribe(str(jfk_wav), on_segment=ends.append)
+    elapsed = time.perf_counter() - started
+    print(f"\n{backend} tiny.en on the CPU ({model.compute_type}): jfk.flac (11 s) in {elapsed:.2f} s, "
+          f"real-time factor {elapsed / result.duration:.3f}")
+    assert model.name == backend and model.device == "cpu"
+    assert model.compute_type == ("int8" if backend == "faster-whisper" else "float32")
+    assert word_error_rate(JFK_TEXT, result.text) <= 0.1, result.text
+    assert result.language == "en" and result.duration == pytest.approx(11.0, abs=0.1)
+    assert result.model == "tiny.en" and ends and ends[-1] == result.segments[-1].end
+
+
+def test_forcing_a_backend_by_prefix(jfk_wav: Path, openai_model_dir: Path) -> None:
+    settings = Settings.from_env({"AUDIO_MODEL_DIR": str(openai_model_dir)})
+    model = get_backend("openai-whisper:tiny.en", settings)
+    assert model.name == "openai-whisper" and model.model_label == "tiny.en"
+    assert get_backend("openai-whisper:whisper-1", settings) is model  # loaded once per process
+
+
+def test_openai_whisper_without_weights_is_model_unavailable(tmp_path: Path) -> None:
+    settings = Settings.from_env({"AUDIO_MODEL_DIR": str(tmp_path)})  # no tiny.en.pt, no network
+    with pytest.raises(ModelUnavailable):
+        get_backend("openai-whisper:small", settings)
+    with pytest.raises(ModelUnavailable, match="no model file"):
+        get_backend(f"openai-whisper:{tmp_path / 'missing.pt'}", settings)
