@@ -152,6 +152,9 @@ _SPECS: tuple[tuple[str, str, Callable[[str, str], Any], str, str], ...] = (
     ("chunk_max_chars", "AUDIO_CHUNK_MAX_CHARS", _parse_int(50), "1000", "largest chunk, in characters"),
     ("chunk_overlap_chars", "AUDIO_CHUNK_OVERLAP_CHARS", _parse_int(0), "200",
      "text repeated from the previous chunk, in whole sentences up to this many characters"),
+    ("subtitle_line_chars", "AUDIO_SUBTITLE_MAX_LINE_CHARS", _parse_int(10), "42", "srt/vtt: characters per line"),
+    ("subtitle_lines", "AUDIO_SUBTITLE_MAX_LINES", _parse_int(1), "2", "srt/vtt: lines per cue"),
+    ("subtitle_seconds", "AUDIO_SUBTITLE_MAX_SECONDS", _parse_int(1), "7", "srt/vtt: longest a cue stays on screen"),
     ("analysis_default_api", "AUDIO_ANALYSIS_DEFAULT_API", _parse_str, "local", "provider when api_name is absent"),
     ("download_timeout", "AUDIO_DOWNLOAD_TIMEOUT", _parse_int(1), "30", "socket timeout (s) of a URL download"),
     ("ffmpeg_binary", "AUDIO_FFMPEG", _parse_optional_str, "", "ffmpeg to use; empty = PATH, then imageio-ffmpeg"),
@@ -221,6 +224,9 @@ class Settings:
     transcribe_time_limit: int
     chunk_max_chars: int
     chunk_overlap_chars: int
+    subtitle_line_chars: int
+    subtitle_lines: int
+    subtitle_seconds: int
     analysis_default_api: str
     download_timeout: int
     ffmpeg_binary: str | None

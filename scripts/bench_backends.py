@@ -20,6 +20,7 @@ from pathlib import Path
 
 from audiojobs.config import Settings
 from audiojobs.pipeline.convert import ffmpeg_binary, to_wav
+from audiojobs.transcription.interfaces import TranscribeOptions
 from audiojobs.transcription.registry import bundled_model_path, get_backend
 
 REPO = Path(__file__).resolve().parent.parent
@@ -59,7 +60,7 @@ def main() -> None:
         for _ in range(args.rounds):  # alternate, so drift in machine load hits both alike
             for name, backend in backends.items():
                 started = time.perf_counter()
-                backend.transcribe(str(wav), language="en")
+                backend.transcribe(str(wav), options=TranscribeOptions(language="en"))
                 times[name].append(time.perf_counter() - started)
     best = {name: min(t) for name, t in times.items()}
     rtf = {name: best[name] / duration for name in best}

@@ -10,13 +10,13 @@ import time
 import redis
 import sqlalchemy as sa
 import sqlalchemy.exc
-from flask import Blueprint, current_app, g, jsonify, request, url_for
+from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
 from kombu.exceptions import OperationalError as BrokerError
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from audiojobs import metrics
+from audiojobs import formats, metrics
 from audiojobs.api import responses as R
 from audiojobs.api.auth import admin_required, current_settings, login_required
 from audiojobs.api.openapi import Param, operation
@@ -27,6 +27,7 @@ from audiojobs.api.schemas import (
     parse_job_id,
     parse_json_object,
     parse_model,
+    parse_result_query,
     validate_submit,
 )
 from audiojobs.api.serializers import iso_utc, job_summary, job_to_dict, result_to_dict, stage_run_to_dict
@@ -56,6 +57,8 @@ jobs = Blueprint("audio_jobs", __name__)
 IDEMPOTENCY_HEADER = Param("Idempotency-Key", {"type": "string", "minLength": 1, "maxLength": 255},
                            "replay protection: the same key and body return the same job", location="header")
 USER_PARAM = {"type": "string", "minLength": 1, "maxLength": 64}
+FORMAT_PARAM = Param("format", {"type": "string", "enum": list(formats.FORMATS), "default": "json"},
+                     "json, verbose_json, text, srt or vtt")
 
 
 class TierRequest(BaseModel):
@@ -165,10 +168,14 @@ def get_job(job_id: str) -> ResponseReturnValue:
 
 
 @jobs.get("/jobs/<job_id>/result")
-@operation("The transcript, chunks and analysis of a completed job", responses={200: R.Result},
-           errors=(404, 409))
+@operation("The transcript of a completed job, in the format asked for", responses={200: R.Result},
+           errors=(404, 409), params=(FORMAT_PARAM,), alternatives={"verbose_json": R.VerboseTranscription,
+                                                                  **{m: None for m in formats.MIME.values()}},
+           description="json (default): transcript, chunks and analysis; verbose_json: OpenAI's shape; "
+                       "text; srt and vtt subtitles.")
 @login_required
 def get_result(job_id: str) -> ResponseReturnValue:
+    query = parse_result_query(request.args)
     with session_scope(_db_url()) as session:
         job = service.get_job_for(session, parse_job_id(job_id), g.principal)
         if job.status != JobStatus.COMPLETED.value:
@@ -182,6 +189,15 @@ def get_result(job_id: str) -> ResponseReturnValue:
         ))
         analysis = session.scalar(sa.select(Analysis).where(Analysis.job_id == job.id))
         body = result_to_dict(job, transcript, chunks, analysis)
+    settings = current_settings()
+    style = formats.SubtitleStyle(settings.subtitle_line_chars, settings.subtitle_lines, settings.subtitle_seconds)
+    if query.format == "verbose_json":
+        return jsonify(formats.verbose_json(body))
+    if query.format == "text":
+        return Response(formats.text(body), mimetype=formats.MIME["text"])
+    if query.format in {"srt", "vtt"}:
+        render = formats.srt if query.format == "srt" else formats.vtt
+        return Response(render(body["segments"], style), mimetype=formats.MIME[query.format])
     return jsonify(body)
 
 

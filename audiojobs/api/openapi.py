@@ -63,14 +63,19 @@ class Operation:
     tag: str = "jobs"
     description: str = ""
     headers: tuple[Param, ...] = ()
+    # Other shapes of the first success response: a JSON model (anyOf with the main one) or, by
+    # media type, a plain string body.
+    alternatives: dict[str, type[BaseModel] | None] = field(default_factory=dict)
 
 
 def operation(summary: str, *, responses: dict[int, type[BaseModel] | None], errors: tuple[int, ...] = (),
               body: type[BaseModel] | None = None, params: tuple[Param, ...] = (),
               path_params: dict[str, dict[str, Any]] | None = None, auth: bool = True, tag: str = "jobs",
-              description: str = "", headers: tuple[Param, ...] = ()) -> Callable[[F], F]:
+              description: str = "", headers: tuple[Param, ...] = (),
+              alternatives: dict[str, type[BaseModel] | None] | None = None) -> Callable[[F], F]:
     """Declare a view's contract for the OpenAPI document."""
-    op = Operation(summary, responses, errors, body, params, path_params or {}, auth, tag, description, headers)
+    op = Operation(summary, responses, errors, body, params, path_params or {}, auth, tag, description, headers,
+                   alternatives or {})
 
     def mark(view: F) -> F:
         view.openapi = op  # type: ignore[attr-defined]
@@ -87,7 +92,7 @@ ALWAYS_ERRORS = (405, 503)
 def _models(ops: list[Operation]) -> list[type[BaseModel]]:
     found: list[type[BaseModel]] = [ErrorResponse]
     for op in ops:
-        for model in (op.body, *op.responses.values()):
+        for model in (op.body, *op.responses.values(), *op.alternatives.values()):
             if model is not None and model not in found:
                 found.append(model)
     return found
@@ -131,7 +136,15 @@ def build_document(app: Flask) -> dict[str, Any]:
         for status, model in op.responses.items():
             response: dict[str, Any] = {"description": "OK" if status < 300 else "Done"}
             if model is not None:
-                response["content"] = {"application/json": {"schema": {"$ref": REF.format(model=model.__name__)}}}
+                schema: dict[str, Any] = {"$ref": REF.format(model=model.__name__)}
+                json_alternatives = [m for m in op.alternatives.values() if m is not None]
+                if json_alternatives and status < 300:
+                    schema = {"anyOf": [schema, *({"$ref": REF.format(model=m.__name__)} for m in json_alternatives)]}
+                response["content"] = {"application/json": {"schema": schema}}
+                if status < 300:
+                    for media_type, alt in op.alternatives.items():
+                        if alt is None:
+                            response["content"][media_type] = {"schema": {"type": "string"}}
             entry["responses"][str(status)] = response
         errors = set(op.errors) | set(ALWAYS_ERRORS) | (set(AUTH_ERRORS) if op.auth else set())
         if op.body is not None:

@@ -194,3 +194,15 @@ class Readiness(_Out):
 class QueueDepths(_Out):
     queues: dict[str, int] = Field(description="Messages waiting in each queue.")
     workers: dict[str, list[str]] = Field(description="Workers online and the queues each consumes.")
+
+
+class VerboseTranscription(BaseModel):
+    """OpenAI's verbose_json transcription."""
+
+    model_config = ConfigDict(extra="forbid")
+    task: str
+    language: str | None
+    duration: float | None
+    text: str
+    segments: list[Segment]
+    words: list[dict[str, Any]] | None = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
@@ -14,6 +14,7 @@ from audiojobs.errors import ValidationError
 from audiojobs.jobs.service import Principal
 from audiojobs.jobs.states import JobStatus
 from audiojobs.sources import check_local_path, roots_for
+from audiojobs.transcription.languages import LANGUAGES
 from audiojobs.transcription.registry import is_allowed_model
 from audiojobs.urlguard import Refused, UrlPolicy
 
@@ -31,6 +32,15 @@ class SubmitRequest(BaseModel):
     perform_chunking: bool = True
     perform_analysis: bool = False
     api_name: str | None = Field(default=None, max_length=64, description="LLM provider for analysis.")
+    language: str | None = Field(default=None, min_length=2, max_length=3,
+                                 description="Spoken language (a Whisper code such as en, de); absent: detected.")
+    word_timestamps: bool = Field(default=False, description="Time every word (verbose_json words, subtitles).")
+    initial_prompt: str | None = Field(default=None, max_length=1000,
+                                       description="Text that primes the decoder: names, spelling, style.")
+    hotwords: str | None = Field(default=None, max_length=500,
+                                 description="Words to favour (faster-whisper only).")
+    vad_filter: bool = Field(default=False, description="Skip silence with voice activity detection "
+                                                        "(faster-whisper only).")
 
 
 class AdminListQuery(BaseModel):
@@ -97,6 +107,9 @@ def validate_submit(body: dict[str, Any], settings: Settings, principal: Princip
         raise ValidationError(f"unknown model {req.model!r}; allowed: {', '.join(sorted(settings.model_names))}, "
                               "optionally prefixed with faster-whisper: or openai-whisper:",
                               code="unknown_model", field="model")
+    if req.language is not None and req.language not in LANGUAGES:
+        raise ValidationError(f"unknown language {req.language!r}; use a Whisper language code such as en or de",
+                              code="unknown_language", field="language")
     if req.api_name is not None and req.api_name not in PROVIDER_NAMES:
         raise ValidationError(f"unknown api_name {req.api_name!r}; allowed: {', '.join(sorted(PROVIDER_NAMES))}",
                               code="unknown_api_name", field="api_name")
@@ -133,3 +146,14 @@ def parse_idempotency_key(raw: str | None) -> str | None:
         raise ValidationError("Idempotency-Key must be 1-255 printable ASCII characters",
                               code="invalid_idempotency_key", field="Idempotency-Key")
     return raw
+
+
+class ResultQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    format: Literal["json", "verbose_json", "text", "srt", "vtt"] = "json"
+
+
+def parse_result_query(args: Any) -> ResultQuery:
+    data = {"format": args.get("format")} if args.get("format") is not None else {}
+    return parse_model(ResultQuery, data)

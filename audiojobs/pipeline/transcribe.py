@@ -7,6 +7,7 @@ import time
 from audiojobs import metrics
 from audiojobs.pipeline.admission import redis_client
 from audiojobs.pipeline.context import TRANSCRIPT_NAME, WAV_NAME, Outcome, StageContext
+from audiojobs.transcription.interfaces import TranscribeOptions
 from audiojobs.transcription.registry import get_backend
 
 
@@ -19,7 +20,7 @@ def run(ctx: StageContext) -> Outcome:
     backend = get_backend(ctx.payload.get("model", "whisper-1"), ctx.settings)
     # Between segments: stop at once if the job was cancelled or taken over.
     started = time.perf_counter()
-    result = backend.transcribe(str(wav), language=ctx.payload.get("language"),
+    result = backend.transcribe(str(wav), options=TranscribeOptions.from_payload(ctx.payload),
                                 on_segment=lambda _end: ctx.check_stopped())
     ctx.check_stopped()
     if result.duration > 0:

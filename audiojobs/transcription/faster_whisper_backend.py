@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from audiojobs.transcription.interfaces import Segment, SegmentCallback, TranscriptionResult
+from audiojobs.transcription.interfaces import (
+    Segment,
+    SegmentCallback,
+    TranscribeOptions,
+    TranscriptionResult,
+    Word,
+)
 
 
 class FasterWhisperBackend:
@@ -22,12 +28,21 @@ class FasterWhisperBackend:
         self._model = WhisperModel(model_ref, device=device, compute_type=compute_type, cpu_threads=cpu_threads,
                                    download_root=download_root)
 
-    def transcribe(self, wav_path: str, *, language: str | None = None,
+    def transcribe(self, wav_path: str, *, options: TranscribeOptions | None = None,
                    on_segment: SegmentCallback | None = None) -> TranscriptionResult:
-        segments_iter, info = self._model.transcribe(wav_path, language=language, beam_size=5)
+        opts = options or TranscribeOptions()
+        segments_iter, info = self._model.transcribe(
+            wav_path, language=opts.language, beam_size=5, word_timestamps=opts.word_timestamps,
+            initial_prompt=opts.initial_prompt, hotwords=opts.hotwords, vad_filter=opts.vad_filter)
         segments: list[Segment] = []
         for seg in segments_iter:  # a generator: decoding happens as we iterate
-            segments.append(Segment(float(seg.start), float(seg.end), seg.text))
+            words = None
+            if opts.word_timestamps:
+                words = [Word(float(w.start), float(w.end), w.word, float(w.probability)) for w in seg.words or []]
+            segments.append(Segment(float(seg.start), float(seg.end), seg.text, words=words,
+                                    avg_logprob=float(seg.avg_logprob), compression_ratio=float(seg.compression_ratio),
+                                    no_speech_prob=float(seg.no_speech_prob), temperature=float(seg.temperature or 0),
+                                    seek=int(seg.seek), tokens=list(seg.tokens)))
             if on_segment is not None:
                 on_segment(float(seg.end))
         return TranscriptionResult(language=info.language, duration=float(info.duration),

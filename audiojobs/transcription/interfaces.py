@@ -8,13 +8,72 @@ from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
+class Word:
+    start: float
+    end: float
+    word: str
+    probability: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"word": self.word, "start": round(self.start, 3), "end": round(self.end, 3)}
+        if self.probability is not None:
+            data["probability"] = round(self.probability, 4)
+        return data
+
+
+@dataclass(frozen=True)
 class Segment:
+    """One decoded segment; the decoder's own measures are kept when the backend reports them."""
+
     start: float
     end: float
     text: str
+    words: list[Word] | None = None
+    avg_logprob: float | None = None
+    compression_ratio: float | None = None
+    no_speech_prob: float | None = None
+    temperature: float | None = None
+    seek: int | None = None
+    tokens: list[int] | None = None
 
     def to_dict(self, index: int) -> dict[str, Any]:
-        return {"id": index, "start": round(self.start, 3), "end": round(self.end, 3), "text": self.text}
+        data: dict[str, Any] = {"id": index, "start": round(self.start, 3), "end": round(self.end, 3),
+                                "text": self.text}
+        for name in ("seek", "tokens", "temperature", "avg_logprob", "compression_ratio", "no_speech_prob"):
+            value = getattr(self, name)
+            if value is not None:
+                data[name] = round(value, 4) if isinstance(value, float) else value
+        if self.words is not None:
+            data["words"] = [w.to_dict() for w in self.words]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Segment:
+        words = data.get("words")
+        return cls(float(data["start"]), float(data["end"]), data["text"],
+                   words=[Word(float(w["start"]), float(w["end"]), w["word"], w.get("probability")) for w in words]
+                   if words is not None else None,
+                   avg_logprob=data.get("avg_logprob"), compression_ratio=data.get("compression_ratio"),
+                   no_speech_prob=data.get("no_speech_prob"), temperature=data.get("temperature"),
+                   seek=data.get("seek"), tokens=data.get("tokens"))
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    """What a submit may ask of the decoder (both backends; ``hotwords`` and ``vad_filter`` are
+    faster-whisper's own and ignored by openai-whisper)."""
+
+    language: str | None = None
+    word_timestamps: bool = False
+    initial_prompt: str | None = None
+    hotwords: str | None = None
+    vad_filter: bool = False
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> TranscribeOptions:
+        return cls(language=payload.get("language"), word_timestamps=bool(payload.get("word_timestamps")),
+                   initial_prompt=payload.get("initial_prompt"), hotwords=payload.get("hotwords"),
+                   vad_filter=bool(payload.get("vad_filter")))
 
 
 @dataclass(frozen=True)
@@ -37,7 +96,7 @@ class TranscriptionResult:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TranscriptionResult:
         return cls(language=data.get("language"), duration=float(data["duration"]), model=data["model"],
-                   segments=[Segment(float(s["start"]), float(s["end"]), s["text"]) for s in data["segments"]])
+                   segments=[Segment.from_dict(s) for s in data["segments"]])
 
 
 # Called after each decoded segment with (segment end in seconds); lets a caller report progress
@@ -55,6 +114,6 @@ class TranscriptionBackend(Protocol):
     name: str
     model_label: str
 
-    def transcribe(self, wav_path: str, *, language: str | None = None,
+    def transcribe(self, wav_path: str, *, options: TranscribeOptions | None = None,
                    on_segment: SegmentCallback | None = None) -> TranscriptionResult:
         ...

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from audiojobs.transcription.interfaces import Segment, SegmentCallback, TranscriptionResult
+from audiojobs.transcription.interfaces import (
+    Segment,
+    SegmentCallback,
+    TranscribeOptions,
+    TranscriptionResult,
+    Word,
+)
 
 
 class OpenAIWhisperBackend:
@@ -37,18 +43,26 @@ class OpenAIWhisperBackend:
             whisper.tokenizer.get_tokenizer(self._model.is_multilingual, num_languages=self._model.num_languages)
             gc.collect()
 
-    def transcribe(self, wav_path: str, *, language: str | None = None,
+    def transcribe(self, wav_path: str, *, options: TranscribeOptions | None = None,
                    on_segment: SegmentCallback | None = None) -> TranscriptionResult:
         import whisper
 
+        opts = options or TranscribeOptions()
         audio = _read_wav(wav_path)
         duration = len(audio) / whisper.audio.SAMPLE_RATE
-        options: dict[str, Any] = {"language": language, "fp16": self.device == "cuda", "beam_size": 5,
-                                   "verbose": None}
+        kwargs: dict[str, Any] = {"language": opts.language, "fp16": self.device == "cuda", "beam_size": 5,
+                                  "verbose": None, "word_timestamps": opts.word_timestamps,
+                                  "initial_prompt": opts.initial_prompt}
         # openai-whisper has no per-segment hook: the callback runs once the whole file is decoded
         # (a cancelled job stops then, and its result is dropped).
-        result = whisper.transcribe(self._model, audio, **options)
-        segments = [Segment(float(s["start"]), float(s["end"]), s["text"]) for s in result["segments"]]
+        result = whisper.transcribe(self._model, audio, **kwargs)
+        segments = [Segment(float(s["start"]), float(s["end"]), s["text"],
+                            words=[Word(float(w["start"]), float(w["end"]), w["word"], float(w["probability"]))
+                                   for w in s.get("words", [])] if opts.word_timestamps else None,
+                            avg_logprob=float(s["avg_logprob"]), compression_ratio=float(s["compression_ratio"]),
+                            no_speech_prob=float(s["no_speech_prob"]), temperature=float(s["temperature"]),
+                            seek=int(s["seek"]), tokens=list(s["tokens"]))
+                    for s in result["segments"]]
         if on_segment is not None:
             for seg in segments:
                 on_segment(seg.end)

@@ -168,3 +168,29 @@ def test_operations_views_after_real_jobs(stack: Stack) -> None:
     records = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
     assert records and all({"time", "level", "logger", "message", "job_id", "request_id"} <= set(r) for r in records)
     assert any(r["job_id"] is not None and "audio_transcribe started" in r["message"] for r in records)
+
+
+def test_result_formats_with_word_timestamps(stack: Stack) -> None:
+    job_id = submit(stack, local_path=str(stack.media_root / "jfk.flac"), language="en", word_timestamps=True,
+                    initial_prompt="President Kennedy's inaugural address.", vad_filter=True)
+    assert wait_for_job(stack.client, job_id)["status"] == "completed"
+    url = f"/api/v1/audio/jobs/{job_id}/result"
+    verbose = stack.client.get(f"{url}?format=verbose_json", headers=AUTH).get_json()
+    assert verbose["task"] == "transcribe" and verbose["language"] == "english"
+    assert verbose["duration"] == pytest.approx(11.0, abs=0.1) and word_error_rate(JFK_TEXT, verbose["text"]) <= 0.1
+    assert all({"avg_logprob", "no_speech_prob", "compression_ratio", "tokens"} <= set(s) for s in verbose["segments"])
+    words = verbose["words"]
+    assert [w["word"].strip() for w in words][:3] == ["And", "so", "my"]
+    assert all(0 <= w["start"] <= w["end"] <= 11.1 for w in words)
+    assert [w["start"] for w in words] == sorted(w["start"] for w in words)
+    srt = stack.client.get(f"{url}?format=srt", headers=AUTH)
+    assert srt.mimetype == "application/x-subrip" and srt.get_data(as_text=True).startswith("1\n00:00:")
+    for block in srt.get_data(as_text=True).strip().split("\n\n"):
+        lines = block.split("\n")[2:]
+        assert 1 <= len(lines) <= 2 and all(len(line) <= 42 for line in lines), block
+    vtt = stack.client.get(f"{url}?format=vtt", headers=AUTH)
+    assert vtt.mimetype == "text/vtt" and vtt.get_data(as_text=True).startswith("WEBVTT\n\n00:00:")
+    text = stack.client.get(f"{url}?format=text", headers=AUTH)
+    assert text.mimetype == "text/plain" and "country" in text.get_data(as_text=True)
+    bad = stack.client.get(f"{url}?format=docx", headers=AUTH)
+    assert bad.status_code == 422 and bad.get_json()["error"]["field"] == "format"

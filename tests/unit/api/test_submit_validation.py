@@ -35,7 +35,9 @@ def test_submit_local_file_returns_202_with_location(client: FlaskClient, media_
     assert redis.Redis.from_url(settings.redis_url).llen("audio_cpu") == 1
     job = client.get(resp.headers["Location"], headers=AUTH).get_json()
     assert job["payload"] == {"url": None, "local_path": str(media_root / "jfk.flac"), "model": "whisper-1",
-                              "perform_chunking": True, "perform_analysis": False, "api_name": None}
+                              "perform_chunking": True, "perform_analysis": False, "api_name": None,
+                              "language": None, "word_timestamps": False, "initial_prompt": None, "hotwords": None,
+                              "vad_filter": False}
 
 
 def test_submit_accepts_bearer_token_and_form_content_type(client: FlaskClient, media_root: Path) -> None:
@@ -140,6 +142,19 @@ def test_malformed_url(client: FlaskClient, url: str) -> None:
 
 def test_unknown_model(client: FlaskClient, media_root: Path) -> None:
     _bad(client, {"local_path": str(media_root / "jfk.flac"), "model": "gpt-9"}, "unknown_model", "model")
+
+
+@pytest.mark.parametrize(("body", "code", "field"), [
+    ({"language": "xx"}, "unknown_language", "language"),
+    ({"language": "english"}, "invalid_value", "language"),
+    ({"word_timestamps": "yes"}, "invalid_type", "word_timestamps"),
+    ({"initial_prompt": "x" * 1001}, "invalid_value", "initial_prompt"),
+    ({"vad_filter": 1}, "invalid_type", "vad_filter"),
+    ({"model": "torch:tiny.en"}, "unknown_model", "model"),
+])
+def test_transcription_options_are_validated(client: FlaskClient, media_root: Path, body: dict, code: str,
+                                             field: str) -> None:
+    _bad(client, {"local_path": str(media_root / "jfk.flac"), **body}, code, field)
 
 
 def test_unknown_api_name(client: FlaskClient, media_root: Path) -> None:
