@@ -111,6 +111,8 @@ _SPECS: tuple[tuple[str, str, Callable[[str, str], Any], str, str], ...] = (
     ("max_duration", "AUDIO_MAX_DURATION_SECONDS", _parse_int(1), "14400", "longest media a job may have"),
     ("download_max_seconds", "AUDIO_DOWNLOAD_MAX_SECONDS", _parse_int(1), "900",
      "longest a URL download may take in all"),
+    ("events_max_seconds", "AUDIO_EVENTS_MAX_SECONDS", _parse_int(1), "600",
+     "longest a GET /jobs/{id}/events stream stays open (it holds an API worker)"),
     ("max_request_bytes", "AUDIO_MAX_REQUEST_BYTES", _parse_int(1024), "1048576",
      "largest request body the API reads (413 above)"),
     ("work_dir", "AUDIO_WORK_DIR", _parse_optional_str, "", "per-job scratch dirs; empty = var/work"),
@@ -158,6 +160,8 @@ _SPECS: tuple[tuple[str, str, Callable[[str, str], Any], str, str], ...] = (
     ("analysis_default_api", "AUDIO_ANALYSIS_DEFAULT_API", _parse_str, "local", "provider when api_name is absent"),
     ("download_timeout", "AUDIO_DOWNLOAD_TIMEOUT", _parse_int(1), "30", "socket timeout (s) of a URL download"),
     ("ffmpeg_binary", "AUDIO_FFMPEG", _parse_optional_str, "", "ffmpeg to use; empty = PATH, then imageio-ffmpeg"),
+    ("server_url", "AUDIOJOBS_SERVER", _parse_str, "",
+     "API the CLI client talks to; empty = http://AUDIOJOBS_HOST:AUDIOJOBS_PORT"),
     ("api_host", "AUDIOJOBS_HOST", _parse_str, "127.0.0.1", "where scripts/run-local binds the API"),
     ("api_port", "AUDIOJOBS_PORT", _parse_int(1), "8000", "API port"),
     ("api_workers", "AUDIOJOBS_API_WORKERS", _parse_int(1), "2", "gunicorn worker processes"),
@@ -197,6 +201,7 @@ class Settings:
     url_allow_ports: tuple[int, ...]
     max_duration: int
     download_max_seconds: int
+    events_max_seconds: int
     max_request_bytes: int
     work_dir: str | None
     default_model: str
@@ -230,6 +235,7 @@ class Settings:
     analysis_default_api: str
     download_timeout: int
     ffmpeg_binary: str | None
+    server_url: str
     api_host: str
     api_port: int
     api_workers: int

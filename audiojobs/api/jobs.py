@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 import time
+from collections.abc import Iterator
 
 import redis
 import sqlalchemy as sa
@@ -199,6 +201,44 @@ def get_result(job_id: str) -> ResponseReturnValue:
         render = formats.srt if query.format == "srt" else formats.vtt
         return Response(render(body["segments"], style), mimetype=formats.MIME[query.format])
     return jsonify(body)
+
+
+@jobs.get("/jobs/<job_id>/events")
+@operation("Server-sent events: the job's status, stage and progress as they change", responses={200: None},
+           errors=(404,), alternatives={"text/event-stream": None},
+           description="Each change is an `event: job` whose data is the job row; the stream ends after the "
+                       "job reaches a final state (or after AUDIO_EVENTS_MAX_SECONDS; reconnect to go on). "
+                       "Polling GET /jobs/{job_id} stays authoritative.")
+@login_required
+def job_events(job_id: str) -> ResponseReturnValue:
+    settings = current_settings()
+    numeric_id = parse_job_id(job_id)
+    principal = g.principal
+    with session_scope(settings.effective_database_url) as session:
+        service.get_job_for(session, numeric_id, principal)  # 404 before the stream starts
+
+    def stream() -> Iterator[str]:
+        last: tuple[object, ...] | None = None
+        deadline = time.monotonic() + settings.events_max_seconds
+        quiet_since = time.monotonic()
+        while time.monotonic() < deadline:
+            with session_scope(settings.effective_database_url) as session:
+                job = service.get_job_for(session, numeric_id, principal)
+                body = job_to_dict(job)
+            state = (body["status"], body["stage"], body["progress"], body["retry_count"])
+            if state != last:
+                last = state
+                quiet_since = time.monotonic()
+                yield f"event: job\nid: {body['updated_at']}\ndata: {json.dumps(body)}\n\n"
+                if body["status"] in {"completed", "failed", "cancelled"}:
+                    return
+            elif time.monotonic() - quiet_since > 15:
+                quiet_since = time.monotonic()
+                yield ": keep-alive\n\n"
+            time.sleep(0.5)
+
+    return Response(stream(), mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
 @jobs.post("/jobs/<job_id>/cancel")

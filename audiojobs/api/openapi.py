@@ -145,6 +145,9 @@ def build_document(app: Flask) -> dict[str, Any]:
                     for media_type, alt in op.alternatives.items():
                         if alt is None:
                             response["content"][media_type] = {"schema": {"type": "string"}}
+            elif status < 300 and op.alternatives:
+                response["content"] = {media_type: {"schema": {"type": "string"}}
+                                       for media_type, alt in op.alternatives.items() if alt is None}
             entry["responses"][str(status)] = response
         errors = set(op.errors) | set(ALWAYS_ERRORS) | (set(AUTH_ERRORS) if op.auth else set())
         if op.body is not None:

@@ -45,7 +45,10 @@ class Job(JobSummary):
     error_message: str | None
     attempt_errors: list[dict[str, Any]] = Field(description="Errors of earlier attempts that were retried.")
     media_duration_seconds: float | None
-    progress: dict[str, Any] | None = Field(description="What the running stage reported last.")
+    progress: float = Field(ge=0, le=100, description="0-100 across all stages (within transcription, "
+                                                      "from segment end time over duration).")
+    eta_seconds: float | None = Field(description="Seconds until transcription ends, while it runs.")
+    progress_detail: dict[str, Any] | None = Field(description="What each stage reported last.")
     leased_until: str | None
     worker_id: str | None
     request_id: str | None

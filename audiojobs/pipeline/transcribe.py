@@ -7,6 +7,7 @@ import time
 from audiojobs import metrics
 from audiojobs.pipeline.admission import redis_client
 from audiojobs.pipeline.context import TRANSCRIPT_NAME, WAV_NAME, Outcome, StageContext
+from audiojobs.pipeline.convert import wav_duration
 from audiojobs.transcription.interfaces import TranscribeOptions
 from audiojobs.transcription.registry import get_backend
 
@@ -18,10 +19,20 @@ def run(ctx: StageContext) -> Outcome:
 
         raise StageError("the converted audio is missing from the job's work directory", code="work_dir_missing")
     backend = get_backend(ctx.payload.get("model", "whisper-1"), ctx.settings)
-    # Between segments: stop at once if the job was cancelled or taken over.
     started = time.perf_counter()
-    result = backend.transcribe(str(wav), options=TranscribeOptions.from_payload(ctx.payload),
-                                on_segment=lambda _end: ctx.check_stopped())
+    duration = wav_duration(wav)
+
+    def on_segment(end: float) -> None:
+        ctx.check_stopped()  # stop at once if the job was cancelled or taken over
+        elapsed = time.perf_counter() - started
+        done = min(end, duration)
+        ctx.report_progress({"percent": round(100 * done / duration, 1) if duration else 0.0,
+                             "audio_seconds_done": round(done, 2),
+                             "eta_seconds": round(elapsed / done * (duration - done), 1) if done > 0 else None})
+
+    result = backend.transcribe(str(wav), options=TranscribeOptions.from_payload(ctx.payload), on_segment=on_segment)
+    ctx.report_progress({"percent": 100.0, "audio_seconds_done": round(result.duration, 2), "eta_seconds": 0.0},
+                        force=True)
     ctx.check_stopped()
     if result.duration > 0:
         metrics.observe_rtf(redis_client(ctx.settings), backend.name, (time.perf_counter() - started) / result.duration)

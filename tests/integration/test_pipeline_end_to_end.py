@@ -111,9 +111,11 @@ def test_url_job_downloads_with_yt_dlp(stack: Stack, media_site: MediaServer) ->
     result = stack.client.get(f"/api/v1/audio/jobs/{job_id}/result", headers=AUTH).get_json()
     assert word_error_rate(JFK_TEXT, result["text"]) <= 0.1
     assert result["transcript"]["source"] == media_site.url("speech.flac")
-    download = job["progress"]["audio_download"]
+    download = job["progress_detail"]["audio_download"]
     assert download["downloaded_bytes"] == JFK_FLAC.stat().st_size and download["status"] == "finished"
-    assert job["progress"]["audio_convert"]["media"]["audio_codec"] == "flac"
+    assert job["progress_detail"]["audio_convert"]["media"]["audio_codec"] == "flac"
+    assert job["progress"] == 100.0 and job["eta_seconds"] is None
+    assert job["progress_detail"]["audio_transcribe"]["percent"] == 100.0
 
 
 def test_url_not_found_fails_with_not_found(stack: Stack, media_site: MediaServer) -> None:
@@ -194,3 +196,59 @@ def test_result_formats_with_word_timestamps(stack: Stack) -> None:
     assert text.mimetype == "text/plain" and "country" in text.get_data(as_text=True)
     bad = stack.client.get(f"{url}?format=docx", headers=AUTH)
     assert bad.status_code == 422 and bad.get_json()["error"]["field"] == "format"
+
+
+def test_events_stream_follows_the_job_to_its_end(stack: Stack) -> None:
+    import json
+
+    job_id = submit(stack, local_path=str(stack.media_root / "jfk.flac"))
+    resp = stack.client.get(f"/api/v1/audio/jobs/{job_id}/events", headers=AUTH)
+    assert resp.status_code == 200 and resp.mimetype == "text/event-stream"
+    events = [json.loads(block.split("data: ", 1)[1]) for block in resp.get_data(as_text=True).split("\n\n")
+              if block.startswith("event: job")]
+    assert events[-1]["status"] == "completed" and events[-1]["progress"] == 100.0
+    progress = [e["progress"] for e in events]
+    assert progress == sorted(progress) and len(events) >= 3  # it moved through the stages
+    assert events[0]["status"] in {"queued", "processing"} and events[0]["progress"] < 100.0
+    assert stack.client.get("/api/v1/audio/jobs/999999/events", headers=AUTH).status_code == 404
+
+
+def test_cli_client_submits_waits_and_writes_subtitles(stack: Stack) -> None:
+    """`audiojobs submit FILE --wait --format srt` against a real HTTP server, then status, result, cancel."""
+    import subprocess
+    import sys
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from audiojobs import create_app
+    from tests.conftest import API_KEY
+
+    server = make_server("127.0.0.1", 0, create_app(stack.settings), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    env = {**stack.env, "AUDIOJOBS_SERVER": f"http://127.0.0.1:{server.server_port}", "AUDIOJOBS_API_KEY": API_KEY}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "audiojobs.cli", *args], env=env, cwd=stack.tmp,
+                              capture_output=True, text=True, timeout=180)
+
+    try:
+        shutil.copy(JFK_FLAC, stack.media_root / "speech.flac")
+        done = cli("submit", str(stack.media_root / "speech.flac"), "--wait", "--format", "srt")
+        assert done.returncode == 0, done.stderr
+        srt = (stack.tmp / "speech.srt").read_text()
+        assert srt.startswith("1\n00:00:00,") and "country" in srt
+        assert "100%" in done.stderr and "written: speech.srt" in done.stderr  # the progress bar got there
+        job_id = done.stderr.split()[1]
+        status = cli("status", job_id)
+        assert status.returncode == 0 and f"job {job_id}: completed" in status.stdout
+        assert "progress=100%" in status.stdout
+        text = cli("result", job_id, "--format", "text")
+        assert word_error_rate(JFK_TEXT, text.stdout) <= 0.1
+        refused = cli("cancel", job_id)
+        assert refused.returncode == 1 and "Error:" in refused.stderr and "Traceback" not in refused.stderr
+        missing = cli("status", "999999")
+        assert missing.returncode == 1 and "not found" in missing.stderr
+    finally:
+        server.shutdown()

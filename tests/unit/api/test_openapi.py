@@ -71,7 +71,8 @@ def test_docs_page_lists_every_operation(client: FlaskClient) -> None:
 def fuzz_app(request: pytest.FixtureRequest, tmp_path: Path, sqlite_url: str, redis_url: str,
              media_root: Path) -> Iterator[tuple[Flask, dict[str, str]]]:
     """The app in either auth mode, with the credentials of an admin (who may call every route)."""
-    settings_ = make_settings(sqlite_url, redis_url, tmp_path, media_root, AUTH_MODE=request.param)
+    settings_ = make_settings(sqlite_url, redis_url, tmp_path, media_root, AUTH_MODE=request.param,
+                              AUDIO_EVENTS_MAX_SECONDS=1)  # event streams of queued jobs end quickly
     headers = AUTH
     if request.param == "multi_user":
         from audiojobs.db import session_scope
