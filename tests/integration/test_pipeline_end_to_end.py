@@ -174,9 +174,13 @@ def test_operations_views_after_real_jobs(stack: Stack) -> None:
 
 def test_result_formats_with_word_timestamps(stack: Stack) -> None:
     job_id = submit(stack, local_path=str(stack.media_root / "jfk.flac"), language="en", word_timestamps=True,
-                    initial_prompt="President Kennedy's inaugural address.", vad_filter=True)
+                    initial_prompt="President Kennedy's inaugural address.", vad_filter=True,
+                    chunking={"strategy": "words", "size": 8, "overlap": 2})
     assert wait_for_job(stack.client, job_id)["status"] == "completed"
     url = f"/api/v1/audio/jobs/{job_id}/result"
+    chunks = stack.client.get(url, headers=AUTH).get_json()["chunks"]
+    assert len(chunks) >= 3 and all(len(c["text"].split()) <= 8 and c["start"] <= c["end"] for c in chunks)
+    assert chunks[0]["text"].split()[-2:] == chunks[1]["text"].split()[:2]
     verbose = stack.client.get(f"{url}?format=verbose_json", headers=AUTH).get_json()
     assert verbose["task"] == "transcribe" and verbose["language"] == "english"
     assert verbose["duration"] == pytest.approx(11.0, abs=0.1) and word_error_rate(JFK_TEXT, verbose["text"]) <= 0.1

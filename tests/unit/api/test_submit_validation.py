@@ -37,7 +37,7 @@ def test_submit_local_file_returns_202_with_location(client: FlaskClient, media_
     assert job["payload"] == {"url": None, "local_path": str(media_root / "jfk.flac"), "model": "whisper-1",
                               "perform_chunking": True, "perform_analysis": False, "api_name": None,
                               "language": None, "word_timestamps": False, "initial_prompt": None, "hotwords": None,
-                              "vad_filter": False}
+                              "vad_filter": False, "chunking": None}
 
 
 def test_submit_accepts_bearer_token_and_form_content_type(client: FlaskClient, media_root: Path) -> None:
@@ -151,6 +151,13 @@ def test_unknown_model(client: FlaskClient, media_root: Path) -> None:
     ({"initial_prompt": "x" * 1001}, "invalid_value", "initial_prompt"),
     ({"vad_filter": 1}, "invalid_type", "vad_filter"),
     ({"model": "torch:tiny.en"}, "unknown_model", "model"),
+    ({"chunking": {"strategy": "paragraphs"}}, "invalid_value", "chunking.strategy"),
+    ({"chunking": {"strategy": "words"}}, "missing_field", "chunking.size"),
+    ({"chunking": {"strategy": "time", "size": 2}}, "invalid_value", "chunking.size"),
+    ({"chunking": {"strategy": "words", "size": 50, "overlap": 50}}, "invalid_value", "chunking.overlap"),
+    ({"chunking": {"strategy": "words", "size": 50, "pages": 1}}, "unknown_field", "chunking.pages"),
+    ({"chunking": {"strategy": "tokens", "size": "100"}}, "invalid_type", "chunking.size"),
+    ({"chunking": "words"}, "invalid_type", "chunking"),
 ])
 def test_transcription_options_are_validated(client: FlaskClient, media_root: Path, body: dict, code: str,
                                              field: str) -> None:

@@ -60,3 +60,48 @@ def test_overlong_sentence_is_cut_at_words_with_interpolated_times() -> None:
 def test_empty_transcript_has_no_chunks() -> None:
     assert chunk_sentences(sentences_from_segments([]), 100, 10) == []
     assert sentences_from_segments([{"start": 0, "end": 1, "text": "   "}]) == []
+
+
+LONG = [{"start": float(i * 5), "end": float(i * 5 + 5),
+         "text": f" Sentence number {i} says a few plain words here."} for i in range(12)]
+
+
+def test_words_strategy_counts_words_and_overlaps_them() -> None:
+    from audiojobs.pipeline.chunk import chunk
+
+    chunks = chunk(LONG, "words", size=20, overlap=5)
+    assert all(len(c.text.split()) <= 20 for c in chunks) and len(chunks) > 3
+    for prev, nxt in zip(chunks, chunks[1:], strict=False):
+        assert prev.text.split()[-5:] == nxt.text.split()[:5]  # exactly the overlap, whole words
+        assert prev.start <= nxt.start and nxt.start < prev.end
+    assert chunks[0].start == 0.0 and chunks[-1].end == 60.0
+
+
+def test_word_timestamps_time_word_chunks() -> None:
+    from audiojobs.pipeline.chunk import chunk
+
+    words = "one two three four".split()
+    seg = {"start": 0.0, "end": 4.0, "text": " one two three four",
+           "words": [{"word": f" {w}", "start": float(i), "end": i + 0.5} for i, w in enumerate(words)]}
+    chunks = chunk([seg], "words", size=2, overlap=0)
+    assert [(c.text, c.start, c.end) for c in chunks] == [("one two", 0.0, 1.5), ("three four", 2.0, 3.5)]
+
+
+def test_tokens_strategy_uses_whispers_tokenizer() -> None:
+    from audiojobs.pipeline.chunk import chunk, token_counter
+
+    count = token_counter()
+    assert count(" And so my fellow Americans") == 5  # real BPE tokens, not characters or words
+    chunks = chunk(LONG, "tokens", size=30, overlap=0)
+    assert all(count(" " + c.text) <= 30 for c in chunks) and len(chunks) > 3
+    assert " ".join(c.text for c in chunks).split() == " ".join(s["text"] for s in LONG).split()
+
+
+def test_time_strategy_packs_whole_sentences_by_seconds() -> None:
+    from audiojobs.pipeline.chunk import chunk
+
+    chunks = chunk(LONG, "time", size=15, overlap=5)
+    assert all(c.end - c.start <= 15 for c in chunks)
+    assert [c.start for c in chunks] == sorted(c.start for c in chunks)
+    assert all(c.text.endswith(".") for c in chunks)  # whole sentences
+    assert chunks[-1].end == 60.0
