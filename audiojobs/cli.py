@@ -354,19 +354,30 @@ def submit(source: str, wait: bool, fmt: str, output: str | None, model: str | N
 
 
 def _follow(client: Any, job_id: int) -> dict[str, Any]:
-    """Poll the job, drawing a progress bar across the stages, until it ends."""
+    """Poll the job until it ends: a progress bar across the stages on a terminal, else one line per
+    change (status, stage or progress)."""
     import time
 
     from tqdm import tqdm
 
-    with tqdm(total=100, unit="%", bar_format="{desc} {bar} {n:.0f}% [{elapsed}{postfix}]", leave=True,
-              file=sys.stderr) as bar:
+    interactive = sys.stderr.isatty()
+    last: tuple[Any, ...] | None = None
+    with tqdm(total=100, bar_format="{desc} {bar} {n:.0f}% [{elapsed}{postfix}]", file=sys.stderr,
+              disable=not interactive) as bar:
         while True:
-            job = _call(lambda: client.job(job_id))
-            bar.set_description_str(f"job {job_id} {job['status']}: {job['stage'] or ''}")
-            bar.n = job["progress"]
-            bar.set_postfix_str(f"eta {job['eta_seconds']:.0f} s" if job.get("eta_seconds") else "", refresh=False)
-            bar.refresh()
+            job: dict[str, Any] = _call(lambda: client.job(job_id))
+            state = (job["status"], job["stage"], job["progress"])
+            if state != last:
+                last = state
+                eta = f", eta {job['eta_seconds']:.0f} s" if job.get("eta_seconds") else ""
+                if interactive:
+                    bar.set_description_str(f"job {job_id} {job['status']}: {job['stage'] or ''}")
+                    bar.set_postfix_str(eta.lstrip(", "), refresh=False)
+                    bar.n = job["progress"]
+                    bar.refresh()
+                else:
+                    click.echo(f"job {job_id} {job['status']}: {job['stage'] or ''} {job['progress']:g}%{eta}",
+                               err=True)
             if job["status"] in {"completed", "failed", "cancelled"}:
                 return job
             time.sleep(0.5)

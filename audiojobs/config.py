@@ -111,6 +111,8 @@ _SPECS: tuple[tuple[str, str, Callable[[str, str], Any], str, str], ...] = (
     ("max_duration", "AUDIO_MAX_DURATION_SECONDS", _parse_int(1), "14400", "longest media a job may have"),
     ("download_max_seconds", "AUDIO_DOWNLOAD_MAX_SECONDS", _parse_int(1), "900",
      "longest a URL download may take in all"),
+    ("sync_timeout", "AUDIO_SYNC_TIMEOUT_SECONDS", _parse_int(1), "120",
+     "POST /audio/transcriptions waits this long, then answers 202 with the job"),
     ("events_max_seconds", "AUDIO_EVENTS_MAX_SECONDS", _parse_int(1), "600",
      "longest a GET /jobs/{id}/events stream stays open (it holds an API worker)"),
     ("max_request_bytes", "AUDIO_MAX_REQUEST_BYTES", _parse_int(1024), "1048576",
@@ -201,6 +203,7 @@ class Settings:
     url_allow_ports: tuple[int, ...]
     max_duration: int
     download_max_seconds: int
+    sync_timeout: int
     events_max_seconds: int
     max_request_bytes: int
     work_dir: str | None

@@ -25,9 +25,11 @@ def init_app(app: Flask) -> None:
     from audiojobs.api.accounts import accounts
     from audiojobs.api.health import health
     from audiojobs.api.jobs import jobs
+    from audiojobs.api.openai_compat import openai_compat
     from audiojobs.api.openapi import docs
 
     app.register_blueprint(jobs, url_prefix="/api/v1/audio")
+    app.register_blueprint(openai_compat, url_prefix="/api/v1/audio")
     app.register_blueprint(accounts, url_prefix="/api/v1/auth")
     app.register_blueprint(health)
     app.register_blueprint(docs)

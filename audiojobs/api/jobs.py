@@ -8,6 +8,8 @@ import logging
 import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import redis
 import sqlalchemy as sa
@@ -17,6 +19,7 @@ from flask.typing import ResponseReturnValue
 from kombu.exceptions import OperationalError as BrokerError
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
+from werkzeug.datastructures import FileStorage
 
 from audiojobs import formats, metrics
 from audiojobs.api import responses as R
@@ -24,6 +27,7 @@ from audiojobs.api.auth import admin_required, current_settings, login_required
 from audiojobs.api.openapi import Param, operation
 from audiojobs.api.schemas import (
     SubmitRequest,
+    form_body,
     parse_admin_list,
     parse_idempotency_key,
     parse_job_id,
@@ -42,13 +46,14 @@ from audiojobs.errors import (
     QuotaExceeded,
     ServiceUnavailable,
     TooManyRequests,
+    ValidationError,
 )
 from audiojobs.jobs import service
 from audiojobs.jobs.models import Analysis, Job, Transcript, TranscriptChunk
 from audiojobs.jobs.states import JobStatus
 from audiojobs.logs import job_id_var
 from audiojobs.pipeline import admission
-from audiojobs.pipeline.context import remove_job_dir
+from audiojobs.pipeline.context import SOURCE_STEM, job_dir_for, remove_job_dir
 from audiojobs.quotas import minutes
 from audiojobs.quotas.limits import known_tiers, limits_for, tier_of
 from audiojobs.users import service as users
@@ -82,8 +87,55 @@ def _db_url() -> str:
 @login_required
 def submit() -> ResponseReturnValue:
     settings = current_settings()
-    payload = validate_submit(parse_json_object(request.get_data(cache=False)), settings, g.principal)
-    key = parse_idempotency_key(request.headers.get("Idempotency-Key"))
+    upload = None
+    try:
+        if request.mimetype == "multipart/form-data":
+            upload, body = read_upload(settings)
+        else:
+            body = parse_json_object(request.get_data(cache=False))
+        payload = validate_submit(body, settings, g.principal, upload=upload_info(upload) if upload else None)
+        key = parse_idempotency_key(request.headers.get("Idempotency-Key"))
+        job, replayed = create_and_enqueue(settings, payload, key, upload)
+    finally:
+        if upload is not None:
+            upload.close()  # its spooled temporary file, whether the job was made or not
+    return _accepted(job, replayed=replayed)
+
+
+def read_upload(settings: Settings) -> tuple[FileStorage, dict[str, Any]]:
+    """The multipart ``file`` (at most the caller's tier's file size; 413 above) and the other
+    fields as a submit body (``true``/``false`` for flags, JSON for ``chunking``)."""
+    with session_scope(settings.effective_database_url) as session:
+        limit = limits_for(session, settings, g.principal.user_id).max_file_bytes
+    request.max_content_length = limit + 1024 * 1024  # werkzeug streams to disk and stops at this
+    storage = request.files.get("file")
+    if storage is None or not storage.filename:
+        for other in request.files.values():
+            other.close()
+        raise ValidationError("send the audio or video as the multipart field 'file'", code="missing_field",
+                              field="file")
+    if upload_info(storage)["bytes"] > limit:
+        storage.close()
+        metrics.count_refusal(admission.redis_client(settings), "file_too_large")
+        raise PayloadTooLarge(f"the file is larger than your tier's {limit / 1024 / 1024:g} MB", field="file")
+    return storage, form_body(request.form)
+
+
+def upload_info(storage: FileStorage) -> dict[str, Any]:
+    storage.stream.seek(0, os.SEEK_END)
+    size = storage.stream.tell()
+    storage.stream.seek(0)
+    if size == 0:
+        storage.close()
+        raise ValidationError("the uploaded file is empty", code="empty_file", field="file")
+    name = os.path.basename((storage.filename or "upload").replace("\\", "/"))[:255]
+    return {"filename": name, "bytes": size}
+
+
+def create_and_enqueue(settings: Settings, payload: dict[str, Any], key: str | None,
+                       upload: FileStorage | None = None) -> tuple[Job, bool]:
+    """Create the job (or find its idempotent twin), put an upload in its work directory, then let a
+    worker see it. (job, replayed)."""
     owner = g.principal.user_id
     ttl = dt.timedelta(seconds=settings.idempotency_ttl)
     try:
@@ -92,7 +144,7 @@ def submit() -> ResponseReturnValue:
             if key is not None:
                 existing = service.find_idempotent_job(session, owner_user_id=owner, key=key, payload=payload, ttl=ttl)
             if existing is not None:
-                return _accepted(existing, replayed=True)
+                return existing, True
             check_submit_allowed(session, settings, owner, payload)
             job = service.create_job(session, owner_user_id=owner, payload=payload, queue=settings.cpu_queue,
                                      max_retries=settings.max_retries, request_id=g.request_id)
@@ -106,7 +158,17 @@ def submit() -> ResponseReturnValue:
                                                    ttl=ttl)
             if existing is None:
                 raise
-            return _accepted(existing, replayed=True)
+            return existing, True
+    job_id_var.set(job.id)
+    if upload is not None:
+        try:
+            save_upload(settings, job.id, upload, payload["upload"]["filename"])
+        except OSError as exc:
+            log.error("job %s: upload not saved: %r", job.id, exc)
+            with session_scope(settings.effective_database_url) as session:
+                service.fail_job(session, job.id, code="upload_failed", message="the upload could not be stored")
+            raise ServiceUnavailable("the upload could not be stored; try again", code="upload_failed",
+                                     headers={"Retry-After": "5"}) from None
     # The row is committed: only now may a worker see the job. It starts when its owner has a slot.
     try:
         admission.admit(settings, current_app.extensions["celery"], None if settings.owner_strict else owner)
@@ -115,11 +177,23 @@ def submit() -> ResponseReturnValue:
         with session_scope(settings.effective_database_url) as session:
             service.fail_job(session, job.id, code="broker_unavailable",
                              message="the job could not be queued: the broker is unavailable")
+        remove_job_dir(settings, job.id)
         raise ServiceUnavailable("the job queue is unavailable; try again shortly", code="broker_unavailable",
                                  headers={"Retry-After": "5"}) from None
-    job_id_var.set(job.id)
     log.info("job %s submitted by %s", job.id, owner)
-    return _accepted(job)
+    return job, False
+
+
+def save_upload(settings: Settings, job_id: int, storage: FileStorage, filename: str) -> Path:
+    """Stream the upload into the job's work directory as source.<ext>, where audio_download finds it."""
+    suffix = "".join(ch for ch in Path(filename).suffix.lower() if ch.isalnum())[:10]
+    job_dir = job_dir_for(settings, job_id)
+    job_dir.mkdir(parents=True, exist_ok=True)
+    target = job_dir / f"{SOURCE_STEM}.{suffix or 'bin'}"
+    tmp = job_dir / f".{target.name}.upload.tmp"
+    storage.save(str(tmp))
+    tmp.replace(target)
+    return target
 
 
 def check_submit_allowed(session: Session, settings: Settings, owner: str, payload: dict[str, object]) -> None:
@@ -183,14 +257,7 @@ def get_result(job_id: str) -> ResponseReturnValue:
         if job.status != JobStatus.COMPLETED.value:
             detail = f" ({job.error_code}: {job.error_message})" if job.error_code else ""
             raise Conflict(f"job {job.id} is {job.status}, not completed{detail}", code="job_not_completed")
-        transcript = session.scalar(sa.select(Transcript).where(Transcript.job_id == job.id))
-        if transcript is None:
-            raise Conflict(f"job {job.id} has no stored result", code="result_missing")
-        chunks = list(session.scalars(
-            sa.select(TranscriptChunk).where(TranscriptChunk.job_id == job.id).order_by(TranscriptChunk.chunk_index)
-        ))
-        analysis = session.scalar(sa.select(Analysis).where(Analysis.job_id == job.id))
-        body = result_to_dict(job, transcript, chunks, analysis)
+        body = load_result(session, job)
     settings = current_settings()
     style = formats.SubtitleStyle(settings.subtitle_line_chars, settings.subtitle_lines, settings.subtitle_seconds)
     if query.format == "verbose_json":
@@ -239,6 +306,18 @@ def job_events(job_id: str) -> ResponseReturnValue:
 
     return Response(stream(), mimetype="text/event-stream",
                     headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+def load_result(session: Session, job: Job) -> dict[str, Any]:
+    """The stored result of a completed job, as ``GET /jobs/{id}/result`` returns it."""
+    transcript = session.scalar(sa.select(Transcript).where(Transcript.job_id == job.id))
+    if transcript is None:
+        raise Conflict(f"job {job.id} has no stored result", code="result_missing")
+    chunks = list(session.scalars(
+        sa.select(TranscriptChunk).where(TranscriptChunk.job_id == job.id).order_by(TranscriptChunk.chunk_index)
+    ))
+    analysis = session.scalar(sa.select(Analysis).where(Analysis.job_id == job.id))
+    return result_to_dict(job, transcript, chunks, analysis)
 
 
 @jobs.post("/jobs/<job_id>/cancel")

@@ -209,3 +209,7 @@ class VerboseTranscription(BaseModel):
     text: str
     segments: list[Segment]
     words: list[dict[str, Any]] | None = None
+
+
+class OpenAITranscription(_Out):
+    text: str

@@ -101,16 +101,24 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     return data
 
 
-def validate_submit(body: dict[str, Any], settings: Settings, principal: Principal) -> dict[str, Any]:
-    """Check a submit body and return the job's payload: the options with defaults filled in."""
+def validate_submit(body: dict[str, Any], settings: Settings, principal: Principal,
+                    upload: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Check a submit body and return the job's payload: the options with defaults filled in.
+    ``upload``: the multipart file's name and size, when the media came with the request."""
     req = parse_model(SubmitRequest, body)
-    if req.url is None and req.local_path is None:
+    if upload is not None:
+        if req.url is not None or req.local_path is not None:
+            raise ValidationError("with a file upload, give neither url nor local_path", code="conflicting_source",
+                                  field="url" if req.url is not None else "local_path")
+    elif req.url is None and req.local_path is None:
         raise ValidationError("give exactly one of url and local_path", code="missing_source", field="url")
     if req.url is not None and req.local_path is not None:
         raise ValidationError("give only one of url and local_path, not both", code="conflicting_source",
                               field="local_path")
     payload = req.model_dump()
-    if req.url is not None:
+    if upload is not None:
+        payload["upload"] = upload
+    elif req.url is not None:
         try:
             UrlPolicy.from_settings(settings).check_url(req.url)
         except Refused as refusal:
@@ -135,6 +143,26 @@ def validate_submit(body: dict[str, Any], settings: Settings, principal: Princip
     if req.perform_analysis and req.api_name is None:
         payload["api_name"] = settings.analysis_default_api
     return payload
+
+
+FORM_FLAGS = {"perform_chunking", "perform_analysis", "word_timestamps", "vad_filter"}
+
+
+def form_body(form: Any) -> dict[str, Any]:
+    """Multipart form fields as a submit body: flags from true/false, chunking from JSON, the rest text."""
+    body: dict[str, Any] = {}
+    for name in form:
+        value = form.get(name)
+        if name in FORM_FLAGS and value.strip().lower() in {"true", "false", "1", "0"}:
+            body[name] = value.strip().lower() in {"true", "1"}
+        elif name == "chunking":
+            try:
+                body[name] = json.loads(value)
+            except ValueError:
+                raise ValidationError("chunking must be a JSON object", code="invalid_json", field="chunking") from None
+        else:
+            body[name] = value
+    return body
 
 
 def _chunking(options: ChunkingOptions) -> dict[str, Any]:

@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 
 
 def run(ctx: StageContext) -> Outcome:
+    if ctx.payload.get("upload"):
+        ctx.source_file()  # the API put the upload in the work directory (StageError if it is gone)
+        return Outcome.DONE
     job_dir = ctx.ensure_job_dir()
     for stale in job_dir.glob(f"{SOURCE_STEM}.*"):  # a re-run starts clean
         stale.unlink()

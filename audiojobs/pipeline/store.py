@@ -35,7 +35,8 @@ def run(ctx: StageContext) -> Outcome:
             session.execute(sa.delete(model).where(model.job_id == ctx.job_id))
         payload = job.payload
         session.add(Transcript(
-            job_id=ctx.job_id, source=payload.get("url") or payload.get("local_path") or "",
+            job_id=ctx.job_id, source=payload.get("url") or payload.get("local_path")
+            or f"upload:{(payload.get('upload') or {}).get('filename', '')}",
             duration_seconds=transcript["duration"], language=transcript.get("language"),
             model=transcript["model"], text=transcript["text"], segments=transcript["segments"],
         ))

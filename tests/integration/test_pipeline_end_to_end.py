@@ -241,6 +241,7 @@ def test_cli_client_submits_waits_and_writes_subtitles(stack: Stack) -> None:
         shutil.copy(JFK_FLAC, stack.media_root / "speech.flac")
         done = cli("submit", str(stack.media_root / "speech.flac"), "--wait", "--format", "srt")
         assert done.returncode == 0, done.stderr
+        print(f"\n$ audiojobs submit speech.flac --wait --format srt\n{done.stderr}")
         srt = (stack.tmp / "speech.srt").read_text()
         assert srt.startswith("1\n00:00:00,") and "country" in srt
         assert "100%" in done.stderr and "written: speech.srt" in done.stderr  # the progress bar got there
@@ -249,10 +250,89 @@ def test_cli_client_submits_waits_and_writes_subtitles(stack: Stack) -> None:
         assert status.returncode == 0 and f"job {job_id}: completed" in status.stdout
         assert "progress=100%" in status.stdout
         text = cli("result", job_id, "--format", "text")
+        print(f"$ audiojobs status {job_id}\n{status.stdout}$ audiojobs result {job_id} --format text\n{text.stdout}")
         assert word_error_rate(JFK_TEXT, text.stdout) <= 0.1
         refused = cli("cancel", job_id)
         assert refused.returncode == 1 and "Error:" in refused.stderr and "Traceback" not in refused.stderr
         missing = cli("status", "999999")
         assert missing.returncode == 1 and "not found" in missing.stderr
+    finally:
+        server.shutdown()
+
+
+def test_multipart_upload_is_a_job_like_any_other(stack: Stack) -> None:
+    import dataclasses
+    import io
+
+    from werkzeug.test import EnvironBuilder
+
+    from audiojobs import create_app
+
+    def post(client, fields: dict) -> object:  # type: ignore[no-untyped-def]
+        # Built by hand so the encoded body (a temporary file above 500 KB) is closed when done.
+        builder = EnvironBuilder(path=SUBMIT, method="POST", data=fields, headers=AUTH,
+                                 content_type="multipart/form-data")
+        environ = builder.get_environ()
+        try:
+            return client.open(environ)
+        finally:
+            environ["wsgi.input"].close()
+            builder.close()
+
+    resp = post(stack.client, {"file": (io.BytesIO(JFK_FLAC.read_bytes()), "speech.flac"), "word_timestamps": "true",
+                               "chunking": '{"strategy": "time", "size": 20}'})
+    assert resp.status_code == 202, resp.get_json()
+    job = wait_for_job(stack.client, resp.get_json()["id"])
+    assert job["status"] == "completed" and job["payload"]["upload"] == {"filename": "speech.flac",
+                                                                         "bytes": JFK_FLAC.stat().st_size}
+    result = stack.client.get(f"/api/v1/audio/jobs/{job['id']}/result", headers=AUTH).get_json()
+    assert word_error_rate(JFK_TEXT, result["text"]) <= 0.1 and result["transcript"]["source"] == "upload:speech.flac"
+    assert "words" in result["segments"][0]
+    for fields, status, code, field in [
+        ({"file": (io.BytesIO(b""), "empty.flac")}, 422, "empty_file", "file"),
+        ({"model": "whisper-1"}, 422, "missing_field", "file"),
+        ({"file": (io.BytesIO(b"x" * 10), "a.mp3"), "url": "https://example.com/a.mp3"}, 422, "conflicting_source",
+         "url"),
+        ({"file": (io.BytesIO(b"x" * 10), "a.mp3"), "vad_filter": "maybe"}, 422, "invalid_type", "vad_filter"),
+    ]:
+        bad = post(stack.client, fields)
+        assert bad.status_code == status and bad.get_json()["error"]["code"] == code, bad.get_json()
+        assert bad.get_json()["error"].get("field") == field
+    small = create_app(dataclasses.replace(stack.settings, tier_limits_json='{"premium": {"max_file_mb": 0.5}}'))
+    big = post(small.test_client(), {"file": (io.BytesIO(JFK_FLAC.read_bytes()), "jfk.flac")})
+    assert big.status_code == 413 and big.get_json()["error"] == {
+        "code": "file_too_large", "message": "the file is larger than your tier's 0.5 MB", "field": "file"}
+    huge = post(small.test_client(), {"file": (io.BytesIO(bytes(3 * 1024 * 1024)), "huge.wav")})
+    assert huge.status_code == 413 and huge.get_json()["error"]["code"] == "request_too_large"  # never read in full
+
+
+def test_openai_client_transcribes_through_the_compatible_endpoint(stack: Stack) -> None:
+    import threading
+
+    import openai
+    from werkzeug.serving import make_server
+
+    from audiojobs import create_app
+    from tests.conftest import API_KEY
+
+    server = make_server("127.0.0.1", 0, create_app(stack.settings), threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{server.server_port}/api/v1", api_key=API_KEY, max_retries=0)
+    try:
+        with open(JFK_FLAC, "rb") as audio:
+            plain = client.audio.transcriptions.create(model="whisper-1", file=audio)
+        assert word_error_rate(JFK_TEXT, plain.text) <= 0.1
+        with open(JFK_FLAC, "rb") as audio:
+            verbose = client.audio.transcriptions.create(model="whisper-1", file=audio, language="en",
+                                                         response_format="verbose_json",
+                                                         timestamp_granularities=["word", "segment"])
+        assert verbose.language == "english" and abs(verbose.duration - 11.0) < 0.2
+        assert verbose.words and verbose.words[0].word.strip() == "And" and verbose.segments
+        with open(JFK_FLAC, "rb") as audio:
+            srt = client.audio.transcriptions.create(model="whisper-1", file=audio, response_format="srt")
+        assert str(srt).startswith("1\n00:00:00,")
+        with open(JFK_FLAC, "rb") as audio, pytest.raises(openai.UnprocessableEntityError) as info:
+            client.audio.transcriptions.create(model="gpt-9-transcribe", file=audio)
+        assert "unknown model" in str(info.value)
     finally:
         server.shutdown()
