@@ -43,7 +43,8 @@ def test_jfk_with_chunks_and_analysis(stack: Stack) -> None:
     assert word_error_rate(JFK_TEXT, result["text"]) <= 0.1, result["text"]
     assert result["transcript"]["text"] == result["text"]
     assert result["language"] == "en" and result["duration"] == pytest.approx(11.0, abs=0.1)
-    assert all(set(seg) == {"id", "start", "end", "text"} for seg in result["segments"])
+    assert all(set(seg) == {"id", "start", "end", "text", "seek", "tokens", "temperature", "avg_logprob",
+                            "compression_ratio", "no_speech_prob"} for seg in result["segments"])  # no words unasked
     assert result["chunks"] and result["chunks"][0]["start"] == 0.0
     assert result["chunks"][-1]["end"] == pytest.approx(11.0, abs=0.5)
     assert "country" in " ".join(c["text"] for c in result["chunks"]).lower()
