@@ -12,6 +12,7 @@ planted, the file replaced) fails the job with ``forbidden_path`` instead of rea
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Iterable
@@ -98,7 +99,7 @@ def open_checked(path: Path, root: Path, identity: str | None) -> int:
             except NotADirectoryError:
                 raise Swapped(f"{part} is no longer a directory") from None
             except OSError as exc:
-                if exc.errno == 40:  # ELOOP: a symlink where a directory was
+                if exc.errno == errno.ELOOP:  # a symlink where a directory was
                     raise Swapped(f"{part} became a symlink") from None
                 raise
             os.close(fd)
@@ -106,7 +107,7 @@ def open_checked(path: Path, root: Path, identity: str | None) -> int:
         try:
             file_fd = os.open(relative.parts[-1], os.O_RDONLY | nofollow | os.O_NONBLOCK, dir_fd=fd)
         except OSError as exc:
-            if exc.errno == 40:
+            if exc.errno == errno.ELOOP:
                 raise Swapped("the file became a symlink") from None
             raise
     finally:

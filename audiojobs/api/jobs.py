@@ -87,13 +87,13 @@ def _db_url() -> str:
 @login_required
 def submit() -> ResponseReturnValue:
     settings = current_settings()
-    upload = None
+    upload = info = None
     try:
         if request.mimetype == "multipart/form-data":
-            upload, body = read_upload(settings)
+            upload, info, body = read_upload(settings)
         else:
             body = parse_json_object(request.get_data(cache=False))
-        payload = validate_submit(body, settings, g.principal, upload=upload_info(upload) if upload else None)
+        payload = validate_submit(body, settings, g.principal, upload=info)
         key = parse_idempotency_key(request.headers.get("Idempotency-Key"))
         job, replayed = create_and_enqueue(settings, payload, key, upload)
     finally:
@@ -102,9 +102,9 @@ def submit() -> ResponseReturnValue:
     return _accepted(job, replayed=replayed)
 
 
-def read_upload(settings: Settings) -> tuple[FileStorage, dict[str, Any]]:
-    """The multipart ``file`` (at most the caller's tier's file size; 413 above) and the other
-    fields as a submit body (``true``/``false`` for flags, JSON for ``chunking``)."""
+def read_upload(settings: Settings) -> tuple[FileStorage, dict[str, Any], dict[str, Any]]:
+    """The multipart ``file`` (at most the caller's tier's file size; 413 above), its name and size,
+    and the other fields as a submit body (``true``/``false`` for flags, JSON for ``chunking``)."""
     with session_scope(settings.effective_database_url) as session:
         limit = limits_for(session, settings, g.principal.user_id).max_file_bytes
     request.max_content_length = limit + 1024 * 1024  # werkzeug streams to disk and stops at this
@@ -114,11 +114,12 @@ def read_upload(settings: Settings) -> tuple[FileStorage, dict[str, Any]]:
             other.close()
         raise ValidationError("send the audio or video as the multipart field 'file'", code="missing_field",
                               field="file")
-    if upload_info(storage)["bytes"] > limit:
+    info = upload_info(storage)
+    if info["bytes"] > limit:
         storage.close()
         metrics.count_refusal(admission.redis_client(settings), "file_too_large")
         raise PayloadTooLarge(f"the file is larger than your tier's {limit / 1024 / 1024:g} MB", field="file")
-    return storage, form_body(request.form)
+    return storage, info, form_body(request.form)
 
 
 def upload_info(storage: FileStorage) -> dict[str, Any]:

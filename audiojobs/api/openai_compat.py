@@ -17,7 +17,7 @@ from flask.typing import ResponseReturnValue
 from audiojobs import formats
 from audiojobs.api import responses as R
 from audiojobs.api.auth import current_settings, login_required
-from audiojobs.api.jobs import create_and_enqueue, read_upload, upload_info
+from audiojobs.api.jobs import create_and_enqueue, read_upload
 from audiojobs.api.openapi import operation
 from audiojobs.api.schemas import validate_submit
 from audiojobs.api.serializers import job_summary
@@ -44,7 +44,7 @@ def transcriptions() -> ResponseReturnValue:
     settings = current_settings()
     if request.mimetype != "multipart/form-data":
         raise ValidationError("send multipart/form-data with the audio in 'file'", code="invalid_body", field="file")
-    storage, form = read_upload(settings)
+    storage, info, form = read_upload(settings)
     try:
         unknown = sorted(set(form) - FIELDS)
         if unknown:
@@ -67,7 +67,7 @@ def transcriptions() -> ResponseReturnValue:
             body["language"] = form["language"]
         if form.get("prompt"):
             body["initial_prompt"] = form["prompt"]
-        payload = validate_submit(body, settings, g.principal, upload=upload_info(storage))
+        payload = validate_submit(body, settings, g.principal, upload=info)
         job, _replayed = create_and_enqueue(settings, payload, None, storage)
     finally:
         storage.close()
