@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 import redis as redis_lib
@@ -246,8 +247,16 @@ class MediaServer:
                 self.close_connection = True
 
         class Server(ThreadingHTTPServer):
+            handlers: list[tuple[threading.Thread, socket.socket]] = []
+
             def handle_error(self, request: object, client_address: object) -> None:
                 pass  # a client that hangs up mid-download (as a size limit makes it) is not an error here
+
+            def process_request(self, request: Any, client_address: Any) -> None:
+                thread = threading.Thread(target=self.process_request_thread, args=(request, client_address),
+                                          daemon=True)
+                self.handlers.append((thread, request))
+                thread.start()
 
         handler = functools.partial(Handler, directory=str(directory))
         self.httpd = Server(("127.0.0.1", port), handler)
@@ -264,8 +273,17 @@ class MediaServer:
         return f"127.0.0.1:{self.port}"
 
     def stop(self) -> None:
+        """Stop serving, end every response still streaming and wait for the handler threads, so
+        no socket is left to the garbage collector."""
         self.stopping = True
         self.httpd.shutdown()
+        for _thread, sock in self.httpd.handlers:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for thread, _sock in self.httpd.handlers:
+            thread.join(timeout=5)
         self.httpd.server_close()
 
 

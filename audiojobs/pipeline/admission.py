@@ -40,8 +40,8 @@ def redis_client(settings: Settings) -> redis.Redis:
 
 
 def slots_for(settings: Settings) -> Slots:
-    # Outlives a heartbeat gap and a few missed reaper passes; the reaper renews every admitted job.
-    return Slots(redis_client(settings), ttl_seconds=max(settings.lease_seconds * 2, settings.reaper_interval * 6))
+    # The grace covers the moment between taking a slot and recording the admission, many times over.
+    return Slots(redis_client(settings), grace_seconds=max(settings.lease_seconds * 2, settings.reaper_interval * 6))
 
 
 def _cap(settings: Settings, owner: str) -> int:
@@ -105,13 +105,12 @@ def release(settings: Settings, celery: Celery, owner: str, job_id: int) -> None
         log.warning("job %s: slot not released now (%r); the reaper will", job_id, exc)
 
 
-def reconcile_slots(settings: Settings) -> None:
-    """Bring the slot sets in line with the jobs table: renew every admitted active job's slot
-    (re-adding it after a Redis loss), drop slots of jobs that are final or gone."""
+def reconcile_slots(settings: Settings) -> int:
+    """Bring the slot sets in line with the jobs table: every admitted active job holds a slot
+    (re-added after a Redis loss), jobs that are final or gone do not. How many slots were dropped."""
     slots = slots_for(settings)
     members = {owner: slots.members(owner) for owner in slots.users_with_slots()}
     with session_scope(settings.effective_database_url) as session:
         held = recovery.admitted_active_jobs(session)
-        finished = service.final_job_ids(session, sorted({j for ids in members.values() for j in ids}))
-    for owner in set(held) | set(members):
-        slots.refresh(owner, keep=held.get(owner, []), drop=[j for j in members.get(owner, ()) if j in finished])
+        finished = set(service.final_job_ids(session, sorted({j for ids in members.values() for j in ids})))
+    return sum(len(slots.reconcile(owner, held.get(owner, []), finished)) for owner in set(held) | set(members))

@@ -147,12 +147,16 @@ def fetch_url(url: str, ctx: StageContext, max_bytes: int) -> Path:
                 info = ydl.extract_info(url, download=True)
             if too_long:
                 raise InvalidMedia(too_long[0])
+            if proxy.cut_off:  # a stream with no length that the proxy cut looks complete to yt-dlp
+                raise _explain_failure("", proxy, max_bytes, settings.download_max_seconds)
             downloads = (info or {}).get("requested_downloads") or []
             paths = [Path(d["filepath"]) for d in downloads if d.get("filepath")]
             if not paths or not paths[0].is_file():
                 raise DownloadFailed("the URL yielded no media file")
             if paths[0].stat().st_size == 0:
                 raise InvalidMedia("the URL served an empty file")
+            if paths[0].stat().st_size > max_bytes:
+                raise _too_large(max_bytes)
             return paths[0].replace(ctx.path(paths[0].name))
         except yt_dlp.utils.DownloadError as exc:
             raise _explain_failure(str(exc), proxy, max_bytes, settings.download_max_seconds) from None

@@ -19,6 +19,7 @@ import socket
 import socketserver
 import threading
 import time
+from typing import Any
 from urllib.parse import urlsplit
 
 from audiojobs.urlguard import Refused, Target, UrlPolicy
@@ -30,9 +31,34 @@ _HOP_BY_HOP = {"connection", "proxy-connection", "proxy-authorization", "keep-al
 
 
 class _Server(socketserver.ThreadingTCPServer):
+    """Remembers its handler threads and their client sockets, so closing it ends every transfer
+    still under way (a stream the client stopped reading) and waits for the threads."""
+
     daemon_threads = True
     allow_reuse_address = True
     proxy: EgressProxy
+
+    def __init__(self, address: tuple[str, int]) -> None:
+        super().__init__(address, _Handler)
+        self.handlers: list[tuple[threading.Thread, socket.socket]] = []
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        thread = threading.Thread(target=self.process_request_thread, args=(request, client_address),
+                                  name="egress-proxy-conn", daemon=True)
+        self.handlers.append((thread, request))
+        thread.start()
+
+    def close_all(self, timeout: float) -> None:
+        self.shutdown()
+        for _thread, sock in self.handlers:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by its handler
+        deadline = time.monotonic() + timeout
+        for thread, _sock in self.handlers:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        self.server_close()
 
 
 class EgressProxy:
@@ -62,7 +88,7 @@ class EgressProxy:
         return f"http://127.0.0.1:{port}"
 
     def __enter__(self) -> EgressProxy:
-        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server = _Server(("127.0.0.1", 0))
         self._server.proxy = self
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="egress-proxy", daemon=True)
@@ -71,8 +97,7 @@ class EgressProxy:
 
     def __exit__(self, *exc: object) -> None:
         assert self._server is not None and self._thread is not None
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.close_all(timeout=5)
         self._thread.join(timeout=5)
 
     # Used by the handler -------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The heartbeat of a running stage attempt.
 
-A daemon thread renews the attempt's lease (and its owner's concurrency slot) every third of
+A daemon thread renews the attempt's lease every third of
 ``JOBS_LEASE_SECONDS`` and checks every second whether the attempt still holds its job. When it
 does not (the job was cancelled,
 failed elsewhere, deleted, or taken over after a lost lease), ``check()`` raises
@@ -20,7 +20,6 @@ from audiojobs.config import Settings
 from audiojobs.db import session_scope
 from audiojobs.jobs import service
 from audiojobs.jobs.service import Attempt
-from audiojobs.pipeline.admission import slots_for
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +74,6 @@ class AttemptGuard:
         if self.reason is not None:
             raise AttemptStopped(self.reason)
 
-    def _renew_slot(self) -> None:
-        try:
-            slots_for(self.settings).renew(self.attempt.owner_user_id, self.attempt.job_id)
-        except Exception as exc:  # noqa: BLE001 - the reaper renews slots too; a miss here is harmless
-            log.warning("job %s: slot not renewed: %r", self.attempt.job_id, exc)
-
     def _run(self) -> None:
         last_renew = time.monotonic()
         db_url = self.settings.effective_database_url
@@ -90,8 +83,6 @@ class AttemptGuard:
                     if time.monotonic() - last_renew >= self._renew_every:
                         reason = service.renew_lease(session, self.attempt, self.settings.lease_seconds)
                         last_renew = time.monotonic()
-                        if reason is None:
-                            self._renew_slot()
                     else:
                         reason = service.attempt_lost_reason(session, self.attempt)
             except Exception as exc:  # noqa: BLE001 - a database blip must not kill the stage; the lease decides

@@ -21,7 +21,7 @@ from celery import Celery
 
 from audiojobs.config import Settings
 from audiojobs.db import session_scope, utcnow
-from audiojobs.jobs import recovery
+from audiojobs.jobs import recovery, service
 from audiojobs.pipeline import admission
 from audiojobs.pipeline.flow import publish
 from audiojobs.quotas import minutes
@@ -85,13 +85,13 @@ def reset_quotas(settings: Settings, celery: Celery, user_id: str | None = None,
             minutes.start_day(session, owner, day)
     with session_scope(settings.effective_database_url) as session:
         mirrored = minutes.rebuild_mirror(session, client, day, user_id)
-        held = recovery.admitted_active_jobs(session)
-    cleared = 0
-    for owner in ([user_id] if user_id else sorted(set(held) | set(slots.users_with_slots()))):
-        before = set(slots.members(owner))
-        slots.clear(owner)
-        slots.refresh(owner, keep=held.get(owner, []), drop=[])
-        cleared += len(before - set(held.get(owner, [])))
+    if user_id is None:
+        cleared = admission.reconcile_slots(settings)
+    else:
+        with session_scope(settings.effective_database_url) as session:
+            held = recovery.admitted_active_jobs(session).get(user_id, [])
+            final = set(service.final_job_ids(session, slots.members(user_id)))
+        cleared = len(slots.reconcile(user_id, held, final))
     admitted = admission.admit(settings, celery)
     report = {"users": len(owners), "counters_rebuilt": mirrored, "stale_slots_cleared": cleared,
               "admitted": admitted}

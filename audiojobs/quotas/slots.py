@@ -1,9 +1,12 @@
-"""Per-user concurrency slots: one sorted set per user in Redis, members = job ids, scores = expiry.
+"""Per-user concurrency slots: one sorted set per user in Redis, members = job ids, scores = the
+time the slot was taken.
 
-Taking a slot is one Lua script (drop expired members, then add if under the cap), so any number
-of API processes and workers racing never admit more than the cap. A slot expires unless renewed
-(heartbeats renew it while a stage runs, the reaper for every admitted job each pass), so a
-crashed process never leaks one; the reaper also rebuilds the sets from the jobs table.
+Taking a slot is one Lua script (add if under the cap), so any number of API processes and workers
+racing never admit more than the cap. A slot is held for as long as its job is admitted and not
+final, however long the job waits in a queue between stages: it is freed when the job ends, and
+the reaper brings the sets in line with the jobs table (slots of final or vanished jobs dropped,
+slots of admitted jobs re-added after a Redis loss). A slot taken by a process that died before it
+recorded the admission is dropped once it is older than the grace period, so nothing leaks.
 """
 
 from __future__ import annotations
@@ -13,14 +16,11 @@ import time
 import redis
 
 _ACQUIRE = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
-  redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
   return 1
 end
 if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
-  redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
-  redis.call('EXPIRE', KEYS[1], ARGV[5])
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
   return 1
 end
 return 0
@@ -32,39 +32,39 @@ def slots_key(user_id: str) -> str:
 
 
 class Slots:
-    def __init__(self, client: redis.Redis, ttl_seconds: int) -> None:
+    def __init__(self, client: redis.Redis, grace_seconds: float) -> None:
         self.client = client
-        self.ttl = ttl_seconds
+        self.grace = grace_seconds
         self._acquire = client.register_script(_ACQUIRE)
 
     def acquire(self, user_id: str, job_id: int, cap: int) -> bool:
-        now = time.time()
-        return bool(self._acquire(keys=[slots_key(user_id)],
-                                  args=[str(job_id), cap, now, now + self.ttl, self.ttl * 4]))
-
-    def renew(self, user_id: str, job_id: int) -> None:
-        self.client.zadd(slots_key(user_id), {str(job_id): time.time() + self.ttl}, xx=True)
+        return bool(self._acquire(keys=[slots_key(user_id)], args=[str(job_id), cap, time.time()]))
 
     def release(self, user_id: str, job_id: int) -> None:
         self.client.zrem(slots_key(user_id), str(job_id))
 
     def holders(self, user_id: str) -> set[int]:
-        now = time.time()
-        return {int(m) for m in self.client.zrangebyscore(slots_key(user_id), now, "+inf")}  # type: ignore[arg-type]
+        return set(self.members(user_id))
 
     def members(self, user_id: str) -> list[int]:
         return [int(m) for m in self.client.zrange(slots_key(user_id), 0, -1)]  # type: ignore[arg-type]
 
-    def refresh(self, user_id: str, keep: list[int], drop: list[int]) -> None:
-        """Renew (or re-add) the slots of ``keep``, remove those of ``drop``, in one transaction."""
+    def reconcile(self, user_id: str, admitted: list[int], final: set[int]) -> list[int]:
+        """Make the user's set match the jobs table: ``admitted`` (active, admitted jobs) hold a slot,
+        ``final`` jobs do not, and a slot of any other job is dropped once older than the grace period
+        (taken by a process that died before it recorded the admission). The slots dropped."""
         key = slots_key(user_id)
+        held = set(admitted)
+        too_old = time.time() - self.grace
+        scored: list[tuple[bytes, float]] = self.client.zrange(key, 0, -1, withscores=True)  # type: ignore[assignment]
+        drop = [int(m) for m, taken in scored if int(m) not in held and (int(m) in final or taken < too_old)]
         pipe = self.client.pipeline()
         if drop:
             pipe.zrem(key, *[str(j) for j in drop])
-        if keep:
-            pipe.zadd(key, {str(j): time.time() + self.ttl for j in keep})
-            pipe.expire(key, self.ttl * 4)
+        if held:
+            pipe.zadd(key, {str(j): time.time() for j in held}, nx=True)
         pipe.execute()
+        return drop
 
     def clear(self, user_id: str) -> None:
         self.client.delete(slots_key(user_id))

@@ -12,7 +12,7 @@ from audiojobs.db import session_scope
 from audiojobs.jobs.models import StageRun, Transcript
 from tests.conftest import AUTH, stage_running, wait_for_job
 from tests.integration.conftest import Stack
-from tests.media import jfk_repeated
+from tests.media import varied_speech
 
 pytestmark = pytest.mark.integration
 BASE = "/api/v1/audio/jobs"
@@ -58,7 +58,7 @@ def assert_cleanly_cancelled(stack: Stack, job_id: int, within: float = 10) -> d
 
 @pytest.fixture(scope="module")
 def long_audio(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return jfk_repeated(tmp_path_factory.mktemp("long") / "jfk-x30.flac", 30)  # 5.5 minutes
+    return varied_speech(tmp_path_factory.mktemp("long") / "varied-330s.flac", 330)  # 5.5 minutes
 
 
 def test_cancel_while_queued_never_starts(bare_stack: Stack) -> None:
@@ -97,12 +97,14 @@ def test_cancel_while_transcribing_stops_between_segments(bare_stack: Stack, lon
         time.sleep(7)  # into decoding: 5.5 minutes of audio take ~50 s here, a 30-s window every ~5 s
         started = time.monotonic()
         cancel(bare_stack, job_id)
-        job = assert_cleanly_cancelled(bare_stack, job_id)
+        # A 30-s window decodes in 1-7 s here (longer with temperature fallbacks, more on a loaded
+        # machine); the check runs after each window, so the stage stops at the next boundary.
+        job = assert_cleanly_cancelled(bare_stack, job_id, within=25)
         stopped_in = time.monotonic() - started
         print(f"\ncancel while transcribing: stage stopped and files gone in {stopped_in:.2f} s")
         assert [(s["stage"], s["status"]) for s in job["stages"]][-1] == ("audio_transcribe", "cancelled")
-        # It stops at the next segment boundary: well before the ~40 s the transcription had left.
-        assert stopped_in < 12
+        # Well before the ~45 s or more that the transcription had left.
+        assert stopped_in < 25
         # The next job runs normally on the same worker.
         follow = submit(bare_stack, bare_stack.media_root / "jfk.flac")
         assert wait_for_job(bare_stack.client, follow)["status"] == "completed"

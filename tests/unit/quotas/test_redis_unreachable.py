@@ -22,6 +22,6 @@ def test_minutes_are_enforced_from_the_ledger_without_redis(db_url: str) -> None
 
 
 def test_no_slot_can_be_taken_without_redis() -> None:
-    slots = Slots(redis.Redis(port=free_port(), socket_connect_timeout=0.2), ttl_seconds=10)
+    slots = Slots(redis.Redis(port=free_port(), socket_connect_timeout=0.2), grace_seconds=10)
     with pytest.raises(redis.ConnectionError):
         slots.acquire("u", 1, 3)
