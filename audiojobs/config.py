@@ -111,8 +111,8 @@ _SPECS: tuple[tuple[str, str, Callable[[str, str], Any], str, str], ...] = (
     ("max_duration", "AUDIO_MAX_DURATION_SECONDS", _parse_int(1), "14400", "longest media a job may have"),
     ("download_max_seconds", "AUDIO_DOWNLOAD_MAX_SECONDS", _parse_int(1), "900",
      "longest a URL download may take in all"),
-    ("sync_timeout", "AUDIO_SYNC_TIMEOUT_SECONDS", _parse_int(1), "120",
-     "POST /audio/transcriptions waits this long, then answers 202 with the job"),
+    ("sync_timeout", "AUDIO_SYNC_TIMEOUT_SECONDS", _parse_int(0), "120",
+     "POST /audio/transcriptions waits this long, then answers 202 with the job (0: at once)"),
     ("events_max_seconds", "AUDIO_EVENTS_MAX_SECONDS", _parse_int(1), "600",
      "longest a GET /jobs/{id}/events stream stays open (it holds an API worker)"),
     ("max_request_bytes", "AUDIO_MAX_REQUEST_BYTES", _parse_int(1024), "1048576",
@@ -159,7 +159,31 @@ _SPECS: tuple[tuple[str, str, Callable[[str, str], Any], str, str], ...] = (
     ("subtitle_line_chars", "AUDIO_SUBTITLE_MAX_LINE_CHARS", _parse_int(10), "42", "srt/vtt: characters per line"),
     ("subtitle_lines", "AUDIO_SUBTITLE_MAX_LINES", _parse_int(1), "2", "srt/vtt: lines per cue"),
     ("subtitle_seconds", "AUDIO_SUBTITLE_MAX_SECONDS", _parse_int(1), "7", "srt/vtt: longest a cue stays on screen"),
-    ("analysis_default_api", "AUDIO_ANALYSIS_DEFAULT_API", _parse_str, "local", "provider when api_name is absent"),
+    ("analysis_default_api", "AUDIO_ANALYSIS_DEFAULT_API", _parse_str, "local",
+     "provider when api_name is absent: local, openai, anthropic or ollama"),
+    ("openai_api_key", "OPENAI_API_KEY", _parse_optional_str, "", "key of api_name openai"),
+    ("openai_base_url", "OPENAI_BASE_URL", _parse_str, "https://api.openai.com/v1",
+     "api_name openai: OpenAI or any OpenAI-compatible server (vLLM, llama.cpp, Ollama's /v1)"),
+    ("openai_model", "AUDIO_OPENAI_MODEL", _parse_str, "gpt-4o-mini", "model of api_name openai"),
+    ("anthropic_api_key", "ANTHROPIC_API_KEY", _parse_optional_str, "", "key of api_name anthropic"),
+    ("anthropic_base_url", "ANTHROPIC_BASE_URL", _parse_str, "https://api.anthropic.com",
+     "server of api_name anthropic"),
+    ("anthropic_model", "AUDIO_ANTHROPIC_MODEL", _parse_str, "claude-haiku-4-5", "model of api_name anthropic"),
+    ("ollama_base_url", "OLLAMA_BASE_URL", _parse_str, "http://127.0.0.1:11434", "server of api_name ollama"),
+    ("ollama_model", "AUDIO_OLLAMA_MODEL", _parse_str, "llama3.2", "model of api_name ollama"),
+    ("analysis_context_tokens", "AUDIO_ANALYSIS_CONTEXT_TOKENS", _parse_int(512), "8192",
+     "the LLM's context; a longer transcript is summarised map-reduce over chunks"),
+    ("analysis_timeout", "AUDIO_ANALYSIS_TIMEOUT_SECONDS", _parse_int(1), "120", "timeout of one LLM request"),
+    ("analysis_max_retries", "AUDIO_ANALYSIS_MAX_RETRIES", _parse_int(0), "3",
+     "retries of an LLM request after a rate limit, 5xx or connection error (exponential backoff)"),
+    ("analysis_cache_seconds", "AUDIO_ANALYSIS_CACHE_SECONDS", _parse_int(0), "604800",
+     "how long an analysis is reused for the same transcript, prompt and model; 0 = never"),
+    ("webhook_secret", "AUDIO_WEBHOOK_SECRET", _parse_optional_str, "",
+     "signs callbacks of users without their own secret (see Webhooks)"),
+    ("webhook_max_attempts", "AUDIO_WEBHOOK_MAX_ATTEMPTS", _parse_int(1), "6", "tries of one webhook delivery"),
+    ("webhook_backoff_seconds", "AUDIO_WEBHOOK_BACKOFF_SECONDS", _parse_int(1), "10",
+     "wait before a delivery's second try; doubles with each try after"),
+    ("webhook_timeout", "AUDIO_WEBHOOK_TIMEOUT_SECONDS", _parse_int(1), "10", "timeout of one webhook request"),
     ("download_timeout", "AUDIO_DOWNLOAD_TIMEOUT", _parse_int(1), "30", "socket timeout (s) of a URL download"),
     ("ffmpeg_binary", "AUDIO_FFMPEG", _parse_optional_str, "", "ffmpeg to use; empty = PATH, then imageio-ffmpeg"),
     ("server_url", "AUDIOJOBS_SERVER", _parse_str, "",
@@ -236,6 +260,22 @@ class Settings:
     subtitle_lines: int
     subtitle_seconds: int
     analysis_default_api: str
+    openai_api_key: str | None
+    openai_base_url: str
+    openai_model: str
+    anthropic_api_key: str | None
+    anthropic_base_url: str
+    anthropic_model: str
+    ollama_base_url: str
+    ollama_model: str
+    analysis_context_tokens: int
+    analysis_timeout: int
+    analysis_max_retries: int
+    analysis_cache_seconds: int
+    webhook_secret: str | None
+    webhook_max_attempts: int
+    webhook_backoff_seconds: int
+    webhook_timeout: int
     download_timeout: int
     ffmpeg_binary: str | None
     server_url: str
@@ -280,6 +320,11 @@ class Settings:
         from audiojobs.urlguard import UrlPolicy
 
         UrlPolicy.from_settings(self)  # raises ConfigError naming a bad host entry
+        from audiojobs.analysis.registry import PROVIDER_NAMES
+
+        if self.analysis_default_api not in PROVIDER_NAMES:
+            raise ConfigError(f"AUDIO_ANALYSIS_DEFAULT_API: unknown provider {self.analysis_default_api!r}; "
+                              f"known: {', '.join(sorted(PROVIDER_NAMES))}")
         if len(self.quota_reset_cron.split()) != 5:
             raise ConfigError(f"AUDIO_QUOTA_RESET_CRON must have 5 fields, not {self.quota_reset_cron!r}")
 

@@ -10,6 +10,7 @@ import math
 from collections import Counter
 
 from audiojobs.analysis.interfaces import AnalysisResult
+from audiojobs.errors import AnalysisFailed
 from audiojobs.text import split_sentences, words
 
 # Function words that carry no topic; a short list is enough for ranking, not for linguistics.
@@ -25,19 +26,28 @@ well oh uh um yeah okay ok like get got go going really thing things one two muc
 
 
 class LocalAnalysisProvider:
+    """Extractive: it follows no prompt, so a submit with ``analysis_prompt`` needs an LLM provider."""
+
     name = "local"
+    model = None
 
     def __init__(self, max_summary_sentences: int = 5, max_key_phrases: int = 10) -> None:
         self.max_summary_sentences = max_summary_sentences
         self.max_key_phrases = max_key_phrases
 
-    def analyze(self, transcript_text: str) -> AnalysisResult:
+    def analyze(self, transcript_text: str, prompt: str | None = None) -> AnalysisResult:
+        if prompt is not None:
+            raise AnalysisFailed("the local provider makes an extractive summary and follows no prompt; "
+                                 "choose an LLM api_name (openai, anthropic, ollama)")
         sentences = split_sentences(transcript_text)
         content = [w for w in words(transcript_text) if w not in STOPWORDS and len(w) > 1]
         freq = Counter(content)
         summary = self._summary(sentences, freq)
         return AnalysisResult(provider=self.name, model=None, summary=summary,
                               key_phrases=self._key_phrases(sentences, freq))
+
+    def close(self) -> None:
+        pass
 
     def _summary(self, sentences: list[str], freq: Counter[str]) -> str:
         if not sentences:

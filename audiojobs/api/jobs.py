@@ -21,12 +21,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 from werkzeug.datastructures import FileStorage
 
-from audiojobs import formats, metrics
+from audiojobs import formats, metrics, webhooks
+from audiojobs.analysis import reruns
 from audiojobs.api import responses as R
 from audiojobs.api.auth import admin_required, current_settings, login_required
-from audiojobs.api.openapi import Param, operation
+from audiojobs.api.openapi import Param, form_fields_of, form_schema, operation
 from audiojobs.api.schemas import (
+    AnalyzeRequest,
     SubmitRequest,
+    check_analysis,
     form_body,
     parse_admin_list,
     parse_idempotency_key,
@@ -36,7 +39,14 @@ from audiojobs.api.schemas import (
     parse_result_query,
     validate_submit,
 )
-from audiojobs.api.serializers import iso_utc, job_summary, job_to_dict, result_to_dict, stage_run_to_dict
+from audiojobs.api.serializers import (
+    analysis_to_dict,
+    iso_utc,
+    job_summary,
+    job_to_dict,
+    result_to_dict,
+    stage_run_to_dict,
+)
 from audiojobs.config import Settings
 from audiojobs.db import session_scope, utcnow
 from audiojobs.errors import (
@@ -49,7 +59,7 @@ from audiojobs.errors import (
     ValidationError,
 )
 from audiojobs.jobs import service
-from audiojobs.jobs.models import Analysis, Job, Transcript, TranscriptChunk
+from audiojobs.jobs.models import Analysis, Job, Transcript, TranscriptChunk, WebhookDelivery, WebhookSecret
 from audiojobs.jobs.states import JobStatus
 from audiojobs.logs import job_id_var
 from audiojobs.pipeline import admission
@@ -80,8 +90,10 @@ def _db_url() -> str:
 
 
 @jobs.post("/jobs/submit")
-@operation("Submit a job: a URL or a server-local file", body=SubmitRequest, responses={202: R.JobSummary},
-           errors=(402, 409, 413, 429), headers=(IDEMPOTENCY_HEADER,),
+@operation("Submit a job: a URL, a server-local file or an upload", body=SubmitRequest,
+           responses={202: R.JobSummary}, errors=(402, 409, 413, 429), headers=(IDEMPOTENCY_HEADER,),
+           multipart=form_schema(form_fields_of(SubmitRequest, skip={"url", "local_path"}, json_fields={"chunking"}),
+                                 "The audio or video (at most the tier's file size)."),
            description="Answers 202 with the queued job; poll GET /jobs/{job_id}. An Idempotency-Key "
                        "replays the same job for the same body.")
 @login_required
@@ -333,8 +345,90 @@ def cancel(job_id: str) -> ResponseReturnValue:
     # Workers remove the work directory when they notice; on a shared disk we can do it now.
     remove_job_dir(settings, job.id)
     admission.release(settings, current_app.extensions["celery"], job.owner_user_id, job.id)
+    if job.payload.get("callback_url"):
+        webhooks.dispatch_due(settings, current_app.extensions["celery"])
     log.info("job %s cancelled by %s", job.id, g.principal.user_id)
     return jsonify(body)
+
+
+@jobs.post("/jobs/<job_id>/analyze")
+@operation("Run the analysis again on a completed job", responses={202: R.AnalysisRun}, errors=(404, 409),
+           body=AnalyzeRequest,
+           description="Analyses the stored transcript again (no download, no transcription, no minutes), with "
+                       "another provider or your own prompt. The job stays completed; its analysis is pending "
+                       "until the re-run writes it (see GET /jobs/{id} or /result).")
+@login_required
+def analyze(job_id: str) -> ResponseReturnValue:
+    settings = current_settings()
+    req = parse_model(AnalyzeRequest, parse_json_object(request.get_data(cache=False)))
+    api_name = check_analysis(req.api_name, req.analysis_prompt, settings)
+    with session_scope(settings.effective_database_url) as session:
+        job = service.get_job_for(session, parse_job_id(job_id), g.principal)
+        if job.status != JobStatus.COMPLETED.value:
+            raise Conflict(f"job {job.id} is {job.status}; only a completed job can be analysed again",
+                           code="job_not_completed")
+        if session.scalar(sa.select(Transcript.id).where(Transcript.job_id == job.id)) is None:
+            raise Conflict(f"job {job.id} has no stored transcript", code="result_missing")
+        row = reruns.request_rerun(session, job, api_name, req.analysis_prompt)
+        numeric_id, run, body = job.id, row.run, {"job_id": job.id, "analysis": analysis_to_dict(row)}
+    reruns.publish(current_app.extensions["celery"], numeric_id, run)  # lost: the reaper sends it again
+    return jsonify(body), 202
+
+
+@jobs.get("/jobs/<job_id>/deliveries")
+@operation("Webhook deliveries of a job, with every try", responses={200: R.Deliveries}, errors=(404,))
+@login_required
+def deliveries(job_id: str) -> ResponseReturnValue:
+    settings = current_settings()
+    with session_scope(settings.effective_database_url) as session:
+        job = service.get_job_for(session, parse_job_id(job_id), g.principal)
+        rows = session.scalars(sa.select(WebhookDelivery).where(WebhookDelivery.job_id == job.id)
+                               .order_by(WebhookDelivery.id))
+        return jsonify({"job_id": job.id, "deliveries": [webhooks.delivery_to_dict(d) for d in rows]})
+
+
+@jobs.post("/jobs/<job_id>/deliveries/<delivery_id>/resend")
+@operation("Send a webhook event again", responses={202: R.Delivery}, errors=(404,),
+           path_params={"delivery_id": {"type": "string", "format": "uuid"}},
+           description="A new delivery of the same event, with a new id, fresh tries and a fresh signature.")
+@login_required
+def resend(job_id: str, delivery_id: str) -> ResponseReturnValue:
+    settings = current_settings()
+    with session_scope(settings.effective_database_url) as session:
+        job = service.get_job_for(session, parse_job_id(job_id), g.principal)
+        original = session.scalar(sa.select(WebhookDelivery).where(WebhookDelivery.job_id == job.id,
+                                                                   WebhookDelivery.uuid == delivery_id[:36]))
+        if original is None:
+            raise NotFound(f"delivery {delivery_id[:36]} of job {job.id} not found")
+        again = webhooks.resend(session, original)
+        body = webhooks.delivery_to_dict(again)
+    webhooks.dispatch_due(settings, current_app.extensions["celery"])
+    return jsonify(body), 202
+
+
+@jobs.get("/webhooks/secret")
+@operation("Your webhook signing secret (made on first use)", responses={200: R.WebhookSecretOut}, tag="webhooks",
+           description="Callbacks of your jobs are signed with it: X-Audiojobs-Signature is sha256= and the "
+                       "HMAC-SHA256 of X-Audiojobs-Timestamp, '.', and the body.")
+@login_required
+def webhook_secret() -> ResponseReturnValue:
+    return _secret(rotate=False)
+
+
+@jobs.post("/webhooks/secret/rotate")
+@operation("Replace your webhook signing secret", responses={200: R.WebhookSecretOut}, tag="webhooks")
+@login_required
+def rotate_webhook_secret() -> ResponseReturnValue:
+    return _secret(rotate=True)
+
+
+def _secret(rotate: bool) -> ResponseReturnValue:
+    settings = current_settings()
+    with session_scope(settings.effective_database_url) as session:
+        secret = webhooks.user_secret(session, g.principal.user_id, rotate=rotate)
+        row = session.get(WebhookSecret, g.principal.user_id)
+        created = iso_utc(row.created_at if row is not None else None)
+    return jsonify({"secret": secret, "created_at": created})
 
 
 @jobs.delete("/jobs/<job_id>")

@@ -18,7 +18,7 @@ from audiojobs import formats
 from audiojobs.api import responses as R
 from audiojobs.api.auth import current_settings, login_required
 from audiojobs.api.jobs import create_and_enqueue, read_upload
-from audiojobs.api.openapi import operation
+from audiojobs.api.openapi import form_schema, operation
 from audiojobs.api.schemas import validate_submit
 from audiojobs.api.serializers import job_summary
 from audiojobs.db import session_scope
@@ -38,7 +38,16 @@ FAILURE_STATUS = {"invalid_media": 422, "file_too_large": 413, "quota_exceeded":
 @operation("OpenAI-compatible transcription (multipart: file, model, language, prompt, response_format, "
            "timestamp_granularities[]), answered when done", responses={200: R.OpenAITranscription, 202: R.JobSummary},
            errors=(402, 413, 422, 429), tag="openai", alternatives={"verbose_json": R.VerboseTranscription,
-                                                                   "text/plain": None})
+                                                                   "text/plain": None},
+           multipart=form_schema({
+               "model": {"type": "string", "description": "whisper-1 or any allowed model name"},
+               "language": {"type": "string", "description": "a Whisper language code; absent: detected"},
+               "prompt": {"type": "string", "description": "text that primes the decoder"},
+               "response_format": {"type": "string", "enum": list(RESPONSE_FORMATS)},
+               "temperature": {"type": "string", "enum": ["0"]},
+               "timestamp_granularities[]": {"type": "array", "items": {"type": "string",
+                                                                        "enum": ["word", "segment"]}},
+           }, "The audio or video (at most the tier's file size)."))
 @login_required
 def transcriptions() -> ResponseReturnValue:
     settings = current_settings()

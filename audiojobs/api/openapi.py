@@ -66,16 +66,43 @@ class Operation:
     # Other shapes of the first success response: a JSON model (anyOf with the main one) or, by
     # media type, a plain string body.
     alternatives: dict[str, type[BaseModel] | None] = field(default_factory=dict)
+    # A multipart/form-data body (JSON schema of the form), beside or instead of the JSON body.
+    multipart: dict[str, Any] | None = None
+
+
+def form_schema(fields: dict[str, dict[str, Any]], file_description: str,
+                required: tuple[str, ...] = ("file",)) -> dict[str, Any]:
+    """A multipart form: the media in ``file`` and text fields."""
+    return {"type": "object", "required": list(required),
+            "properties": {"file": {"type": "string", "format": "binary",
+                                    "description": file_description}, **fields}}
+
+
+def form_fields_of(model: type[BaseModel], skip: set[str], json_fields: set[str]) -> dict[str, dict[str, Any]]:
+    """A JSON body model's fields as form fields: flags as true/false, objects as JSON text."""
+    fields: dict[str, dict[str, Any]] = {}
+    for name, prop in model.model_json_schema()["properties"].items():
+        if name in skip:
+            continue
+        description = prop.get("description", "")
+        if prop.get("type") == "boolean":
+            fields[name] = {"type": "string", "enum": ["true", "false"], "description": description}
+        elif name in json_fields:
+            fields[name] = {"type": "string", "description": f"{description} (as JSON text)".strip()}
+        else:
+            fields[name] = {"type": "string", "description": description}
+    return fields
 
 
 def operation(summary: str, *, responses: dict[int, type[BaseModel] | None], errors: tuple[int, ...] = (),
               body: type[BaseModel] | None = None, params: tuple[Param, ...] = (),
               path_params: dict[str, dict[str, Any]] | None = None, auth: bool = True, tag: str = "jobs",
               description: str = "", headers: tuple[Param, ...] = (),
-              alternatives: dict[str, type[BaseModel] | None] | None = None) -> Callable[[F], F]:
+              alternatives: dict[str, type[BaseModel] | None] | None = None,
+              multipart: dict[str, Any] | None = None) -> Callable[[F], F]:
     """Declare a view's contract for the OpenAPI document."""
     op = Operation(summary, responses, errors, body, params, path_params or {}, auth, tag, description, headers,
-                   alternatives or {})
+                   alternatives or {}, multipart)
 
     def mark(view: F) -> F:
         view.openapi = op  # type: ignore[attr-defined]
@@ -130,9 +157,13 @@ def build_document(app: Flask) -> dict[str, Any]:
                        for p in (*op.params, *op.headers)]
         if parameters:
             entry["parameters"] = parameters
-        if op.body is not None:
-            entry["requestBody"] = {"required": True, "content": {"application/json": {
-                "schema": {"$ref": REF.format(model=op.body.__name__)}}}}
+        if op.body is not None or op.multipart is not None:
+            content: dict[str, Any] = {}
+            if op.body is not None:
+                content["application/json"] = {"schema": {"$ref": REF.format(model=op.body.__name__)}}
+            if op.multipart is not None:
+                content["multipart/form-data"] = {"schema": op.multipart}
+            entry["requestBody"] = {"required": True, "content": content}
         for status, model in op.responses.items():
             response: dict[str, Any] = {"description": "OK" if status < 300 else "Done"}
             if model is not None:
@@ -150,7 +181,7 @@ def build_document(app: Flask) -> dict[str, Any]:
                                        for media_type, alt in op.alternatives.items() if alt is None}
             entry["responses"][str(status)] = response
         errors = set(op.errors) | set(ALWAYS_ERRORS) | (set(AUTH_ERRORS) if op.auth else set())
-        if op.body is not None:
+        if op.body is not None or op.multipart is not None:
             errors |= {413, 422}
         if op.params or op.path_params or "{" in path:
             errors.add(422)
@@ -208,9 +239,13 @@ def docs_page() -> ResponseReturnValue:
             for param in op.get("parameters", []):
                 parts.append(f"<p>{param['in']} parameter <code>{html.escape(param['name'])}</code>: "
                              f"<code>{html.escape(json.dumps(param['schema']))}</code></p>")
-            if "requestBody" in op:
-                ref = op["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+            content = op.get("requestBody", {}).get("content", {})
+            if "application/json" in content:
+                ref = content["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
                 parts.append(f"<p>Body: <a href='#{ref}'>{ref}</a></p>")
+            if "multipart/form-data" in content:
+                parts.append("<p>Or multipart/form-data: <code>"
+                             f"{html.escape(json.dumps(content['multipart/form-data']['schema']))}</code></p>")
             rows = "".join(
                 f"<li>{status}: {html.escape(resp['description'])}"
                 + (f" (<a href='#{ref}'>{ref}</a>)" if (ref := _ref_name(resp)) else "") + "</li>"

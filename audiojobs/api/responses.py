@@ -3,7 +3,7 @@ responses by the schemathesis tests (so the serialisers cannot drift from the co
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -100,10 +100,56 @@ class ChunkOut(_Out):
 
 
 class AnalysisOut(_Out):
-    provider: str
+    provider: str = Field(description="api_name that made it: local, openai, anthropic or ollama.")
     model: str | None
-    summary: str
+    summary: str = Field(description="The summary, or the answer to the user's own prompt.")
     key_phrases: list[str]
+    prompt: str | None = Field(description="The user's own prompt; null: the built-in summary.")
+    parts: int = Field(description="Transcript pieces summarised first (map-reduce over the context).")
+    cached: bool = Field(description="Reused from an identical earlier analysis (transcript, prompt, model).")
+    status: Literal["pending", "completed", "failed"] = Field(
+        description="pending while a POST /jobs/{id}/analyze re-run works.")
+    error_code: str | None
+    error_message: str | None
+    updated_at: str | None
+
+
+class AnalysisRun(_Out):
+    job_id: int
+    analysis: AnalysisOut
+
+
+class WebhookTry(_Out):
+    attempt: int
+    at: str
+    status_code: int | None
+    error: str | None
+    duration_ms: float
+
+
+class Delivery(_Out):
+    id: str = Field(description="Sent as X-Audiojobs-Delivery; receivers de-duplicate by it.")
+    event: Literal["job.completed", "job.failed", "job.cancelled"]
+    url: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    next_attempt_at: str | None
+    last_status_code: int | None
+    last_error: str | None
+    created_at: str
+    delivered_at: str | None
+    resent_from: str | None = Field(description="id of the delivery this one sends again.")
+    tries: list[WebhookTry]
+
+
+class Deliveries(_Out):
+    job_id: int
+    deliveries: list[Delivery]
+
+
+class WebhookSecretOut(_Out):
+    secret: str = Field(description="Signs your callbacks: HMAC-SHA256 over TIMESTAMP.BODY (see Webhooks).")
+    created_at: str
 
 
 class Result(_Out):

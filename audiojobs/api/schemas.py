@@ -8,7 +8,7 @@ from typing import Any, Literal, TypeVar
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
-from audiojobs.analysis.registry import PROVIDER_NAMES
+from audiojobs.analysis.registry import LLM_PROVIDERS, PROVIDER_NAMES
 from audiojobs.config import Settings
 from audiojobs.errors import ValidationError
 from audiojobs.jobs.service import Principal
@@ -58,6 +58,23 @@ class SubmitRequest(BaseModel):
     vad_filter: bool = Field(default=False, description="Skip silence with voice activity detection "
                                                         "(faster-whisper only).")
     chunking: ChunkingOptions | None = Field(default=None, description="Chunking strategy, size and overlap.")
+    analysis_prompt: str | None = Field(default=None, min_length=1, max_length=4000,
+                                        description="Your own instruction for the analysis (an LLM api_name); "
+                                                    "absent: a summary and key phrases.")
+    callback_url: str | None = Field(default=None, max_length=2048,
+                                     description="Receives job.completed, job.failed or job.cancelled as a "
+                                                 "signed POST (see Webhooks); under the URL guard.")
+
+
+class AnalyzeRequest(BaseModel):
+    """Body of ``POST /jobs/{id}/analyze``: analysis again from the stored transcript."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    api_name: str | None = Field(default=None, max_length=64,
+                                 description="Provider: local, openai, anthropic or ollama; absent: the default.")
+    analysis_prompt: str | None = Field(default=None, min_length=1, max_length=4000,
+                                        description="Your own instruction; absent: a summary and key phrases.")
 
 
 class AdminListQuery(BaseModel):
@@ -137,12 +154,31 @@ def validate_submit(body: dict[str, Any], settings: Settings, principal: Princip
     if req.language is not None and req.language not in LANGUAGES:
         raise ValidationError(f"unknown language {req.language!r}; use a Whisper language code such as en or de",
                               code="unknown_language", field="language")
-    if req.api_name is not None and req.api_name not in PROVIDER_NAMES:
-        raise ValidationError(f"unknown api_name {req.api_name!r}; allowed: {', '.join(sorted(PROVIDER_NAMES))}",
-                              code="unknown_api_name", field="api_name")
     if req.perform_analysis and req.api_name is None:
         payload["api_name"] = settings.analysis_default_api
+    if req.analysis_prompt is not None and not req.perform_analysis:
+        raise ValidationError("analysis_prompt needs perform_analysis true", code="invalid_option",
+                              field="analysis_prompt")
+    check_analysis(req.api_name, req.analysis_prompt, settings)
+    if req.callback_url is not None:
+        try:
+            UrlPolicy.from_settings(settings).check_url(req.callback_url)
+        except Refused as refusal:
+            raise ValidationError(refusal.message, code=refusal.code, field="callback_url") from None
     return payload
+
+
+def check_analysis(api_name: str | None, prompt: str | None, settings: Settings) -> str:
+    """The provider an analysis request resolves to; 422 for an unknown one or a prompt it cannot follow."""
+    if api_name is not None and api_name not in PROVIDER_NAMES:
+        raise ValidationError(f"unknown api_name {api_name!r}; allowed: {', '.join(sorted(PROVIDER_NAMES))}",
+                              code="unknown_api_name", field="api_name")
+    resolved = api_name or settings.analysis_default_api
+    if prompt is not None and resolved not in LLM_PROVIDERS:
+        raise ValidationError(f"api_name {resolved!r} makes an extractive summary and follows no prompt; "
+                              f"choose one of {', '.join(sorted(LLM_PROVIDERS))}", code="invalid_option",
+                              field="analysis_prompt")
+    return resolved
 
 
 FORM_FLAGS = {"perform_chunking", "perform_analysis", "word_timestamps", "vad_filter"}
@@ -152,6 +188,8 @@ def form_body(form: Any) -> dict[str, Any]:
     """Multipart form fields as a submit body: flags from true/false, chunking from JSON, the rest text."""
     body: dict[str, Any] = {}
     for name in form:
+        if not isinstance(name, str) or not name:
+            raise ValidationError("a form field has no readable name", code="invalid_body", field="form")
         value = form.get(name)
         if name in FORM_FLAGS and value.strip().lower() in {"true", "false", "1", "0"}:
             body[name] = value.strip().lower() in {"true", "1"}

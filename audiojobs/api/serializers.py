@@ -97,7 +97,12 @@ def result_to_dict(job: Job, transcript: Transcript, chunks: list[TranscriptChun
         "transcript": {**body, "source": transcript.source},
         "chunks": [{"index": c.chunk_index, "text": c.text, "start": c.start_seconds, "end": c.end_seconds}
                    for c in chunks],
-        "analysis": None if analysis is None else {
-            "provider": analysis.provider, "model": analysis.model, "summary": analysis.summary,
-            "key_phrases": analysis.key_phrases},
+        "analysis": None if analysis is None else analysis_to_dict(analysis),
     }
+
+
+def analysis_to_dict(analysis: Analysis) -> dict[str, Any]:
+    return {"provider": analysis.provider, "model": analysis.model, "summary": analysis.summary,
+            "key_phrases": analysis.key_phrases, "prompt": analysis.prompt, "parts": analysis.parts,
+            "cached": analysis.cached, "status": analysis.status, "error_code": analysis.error_code,
+            "error_message": analysis.error_message, "updated_at": iso_utc(analysis.updated_at)}

@@ -143,6 +143,12 @@ def end_job(job: Job, status: JobStatus, code: str | None, message: str | None) 
     job.completed_at = now
     job.leased_until = None
     job.dispatch_due_at = None
+    if (job.payload or {}).get("callback_url"):
+        session = object_session(job)
+        if session is not None:
+            from audiojobs import webhooks
+
+            webhooks.record_event(session, job)  # the outbox row commits with the final status
 
 
 # --- Creation ----------------------------------------------------------------------------------

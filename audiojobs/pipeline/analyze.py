@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import closing
+
+from audiojobs.analysis.cache import analyze_cached
 from audiojobs.analysis.registry import get_provider
 from audiojobs.pipeline.context import ANALYSIS_NAME, TRANSCRIPT_NAME, Outcome, StageContext
 
@@ -13,6 +16,8 @@ def run(ctx: StageContext) -> Outcome:
         return Outcome.SKIPPED
     transcript = ctx.read_json(TRANSCRIPT_NAME)
     api_name = ctx.payload.get("api_name") or ctx.settings.analysis_default_api
-    result = get_provider(api_name).analyze(transcript["text"])
+    with closing(get_provider(api_name, ctx.settings)) as provider:
+        result = analyze_cached(provider, transcript["text"], ctx.payload.get("analysis_prompt"), ctx.settings)
+    ctx.check_stopped()
     ctx.write_json(ANALYSIS_NAME, result.to_dict())
     return Outcome.DONE

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 from celery import Celery
 
+from audiojobs import webhooks
+from audiojobs.analysis import reruns as analyses
 from audiojobs.config import Settings
 from audiojobs.db import session_scope, utcnow
 from audiojobs.jobs import recovery, service
@@ -65,6 +67,8 @@ def reap(settings: Settings, celery: Celery) -> ReapReport:
     # then every waiting job that may start now is admitted.
     admission.reconcile_slots(settings)
     admitted = admission.admit(settings, celery)
+    webhooks.dispatch_due(settings, celery)  # first sends that never happened, and retries now due
+    analyses.redispatch_lost(settings, celery)
     report = ReapReport(len(expired), len(redispatched), published, broker_was_reset, admitted)
     if expired or redispatched or published or admitted:
         log.info("reaper: %s", report)

@@ -22,7 +22,7 @@ import redis
 import sqlalchemy.exc
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 
-from audiojobs import metrics
+from audiojobs import metrics, webhooks
 from audiojobs.celery_app import AudioJobsTask, app_settings
 from audiojobs.config import Settings
 from audiojobs.db import session_scope
@@ -146,6 +146,8 @@ class StageTask(AudioJobsTask):
     def _job_ended(self, ctx: StageContext) -> None:
         """Free the job's concurrency slot and admit the owner's next waiting job."""
         admission.release(ctx.settings, self.app, ctx.attempt.owner_user_id, ctx.job_id)
+        if ctx.payload.get("callback_url"):
+            webhooks.dispatch_quietly(ctx.settings)
 
     def _fail(self, ctx: StageContext, code: str, message: str) -> None:
         with session_scope(ctx.settings.effective_database_url) as session:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from audiojobs.db import session_scope
+from audiojobs.db import session_scope, utcnow
 from audiojobs.jobs import service
 from audiojobs.jobs.models import Analysis, Transcript, TranscriptChunk
 from audiojobs.pipeline.context import (
@@ -44,7 +44,9 @@ def run(ctx: StageContext) -> Outcome:
                                         start_seconds=c["start"], end_seconds=c["end"]) for c in chunks)
         if analysis is not None:
             session.add(Analysis(job_id=ctx.job_id, provider=analysis["provider"], model=analysis.get("model"),
-                                 summary=analysis["summary"], key_phrases=analysis["key_phrases"]))
+                                 summary=analysis["summary"], key_phrases=analysis["key_phrases"],
+                                 prompt=analysis.get("prompt"), parts=analysis.get("parts", 1),
+                                 cached=analysis.get("cached", False), updated_at=utcnow()))
         service.finish_stage(session, ctx.attempt)
         service.complete_job(session, job)
     remove_job_dir(ctx.settings, ctx.job_id)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from audiojobs import webhooks
+from audiojobs.analysis import reruns
 from audiojobs.celery_app import AudioJobsTask, app_settings, celery
 from audiojobs.jobs.states import Stage
 from audiojobs.pipeline import analyze, chunk, cleanup, convert, download, reaper, store, transcribe
-from audiojobs.pipeline.runner import StageTask
+from audiojobs.pipeline.runner import TRANSIENT_EXCEPTIONS, StageTask, infra_delay
 
 
 @celery.task(bind=True, base=StageTask, name="audiojobs.audio_download")
@@ -54,3 +56,18 @@ def reset_quotas() -> dict[str, int]:
 def sweep_work_dirs() -> int:
     """Beat, every 15 minutes: remove work directories of finished jobs."""
     return cleanup.sweep_work_dirs(app_settings())
+
+
+@celery.task(bind=True, base=AudioJobsTask, name="audiojobs.deliver_webhook")
+def deliver_webhook(self: AudioJobsTask, delivery_id: int) -> str | None:
+    """One try of a webhook delivery; a retry is due later and sent by the reaper (see webhooks)."""
+    return webhooks.deliver(app_settings(), delivery_id)
+
+
+@celery.task(bind=True, base=AudioJobsTask, name="audiojobs.reanalyze")
+def reanalyze(self: AudioJobsTask, job_id: int, run: int) -> str | None:
+    """POST /jobs/{id}/analyze: analysis again from the stored transcript."""
+    try:
+        return reruns.run_rerun(app_settings(), job_id, run)
+    except TRANSIENT_EXCEPTIONS as exc:
+        raise self.retry(countdown=infra_delay(self.request.retries), max_retries=None, exc=exc) from None

@@ -71,14 +71,15 @@ def build_stack(kind: str, tmp: Path, redis_url: str, postgres: PostgresServer |
     upgrade(db_url)
     redis_lib.Redis.from_url(redis_url).flushdb()
     media_port = free_port()
-    env = {**stack_env(db_url, redis_url, tmp, media_root), "AUDIO_URL_ALLOW_HOSTS": f"127.0.0.1:{media_port}",
-           **(extra_env or {})}
+    extra = dict(extra_env or {})
+    allow = ",".join(filter(None, [f"127.0.0.1:{media_port}", extra.pop("AUDIO_URL_ALLOW_HOSTS", "")]))
+    env = {**stack_env(db_url, redis_url, tmp, media_root), "AUDIO_URL_ALLOW_HOSTS": allow, **extra}
     settings = Settings.from_env(env)
     client = create_app(settings).test_client()
     try:
         yield Stack(settings=settings, env=env, client=client, media_root=media_root, tmp=tmp, media_port=media_port)
     finally:
-        if pg is not None:
+        if pg is not None and admin_url is None:  # a private server is thrown away whole
             pg.drop_database(db_url)
 
 

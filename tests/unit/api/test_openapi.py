@@ -73,7 +73,7 @@ def fuzz_app(request: pytest.FixtureRequest, tmp_path: Path, sqlite_url: str, re
     """The app in either auth mode, with the credentials of an admin (who may call every route)."""
     settings_ = make_settings(sqlite_url, redis_url, tmp_path, media_root, AUTH_MODE=request.param,
                               AUDIO_EVENTS_MAX_SECONDS=1,  # event streams of queued jobs end quickly
-                              AUDIO_SYNC_TIMEOUT_SECONDS=1)  # no worker here: sync transcriptions answer 202
+                              AUDIO_SYNC_TIMEOUT_SECONDS=0)  # no worker here: sync transcriptions answer 202
     headers = AUTH
     if request.param == "multi_user":
         from audiojobs.db import session_scope

@@ -37,7 +37,7 @@ def test_submit_local_file_returns_202_with_location(client: FlaskClient, media_
     assert job["payload"] == {"url": None, "local_path": str(media_root / "jfk.flac"), "model": "whisper-1",
                               "perform_chunking": True, "perform_analysis": False, "api_name": None,
                               "language": None, "word_timestamps": False, "initial_prompt": None, "hotwords": None,
-                              "vad_filter": False, "chunking": None}
+                              "vad_filter": False, "chunking": None, "analysis_prompt": None, "callback_url": None}
 
 
 def test_submit_accepts_bearer_token_and_form_content_type(client: FlaskClient, media_root: Path) -> None:
