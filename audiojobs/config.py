@@ -128,6 +128,10 @@ _SPECS: tuple[tuple[str, str, Callable[[str, str], Any], str, str], ...] = (
     ("whisper_compute_type", "AUDIO_WHISPER_COMPUTE_TYPE", _parse_str, "default",
      "CTranslate2 compute type; default = int8 on CPU, float16 on CUDA"),
     ("whisper_cpu_threads", "AUDIO_WHISPER_CPU_THREADS", _parse_int(0), "0", "threads per model; 0 = library default"),
+    ("whisper_batch_size", "AUDIO_WHISPER_BATCH_SIZE", _parse_int(0), "8",
+     "faster-whisper: VAD-cut windows decoded together for long audio (BatchedInferencePipeline); 0 = off"),
+    ("whisper_batch_min_seconds", "AUDIO_WHISPER_BATCH_MIN_SECONDS", _parse_int(0), "60",
+     "audio at least this long is decoded in batches; shorter audio window by window"),
     ("cpu_queue", "AUDIO_CPU_QUEUE", _parse_str, "audio_cpu", "queue of every stage but transcription"),
     ("transcribe_queue", "AUDIO_TRANSCRIBE_QUEUE", _parse_str, "audio_gpu", "queue of audio_transcribe"),
     ("control_queue", "AUDIO_CONTROL_QUEUE", _parse_str, "audio_control", "queue of the reaper and sweeper"),
@@ -238,6 +242,8 @@ class Settings:
     whisper_device: str
     whisper_compute_type: str
     whisper_cpu_threads: int
+    whisper_batch_size: int
+    whisper_batch_min_seconds: int
     cpu_queue: str
     transcribe_queue: str
     control_queue: str

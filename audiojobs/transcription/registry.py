@@ -19,7 +19,7 @@ from audiojobs.transcription.interfaces import TranscriptionBackend
 log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
-_loaded: dict[tuple[str, str, str, str, int], TranscriptionBackend] = {}
+_loaded: dict[tuple[str, str, str, str, int, int, int], TranscriptionBackend] = {}
 
 
 BACKENDS = ("faster-whisper", "openai-whisper")
@@ -63,7 +63,8 @@ def bundled_model_path(name: str) -> str | None:
 def get_backend(requested: str, settings: Settings) -> TranscriptionBackend:
     """The loaded backend for ``requested``, loading it once per process."""
     backend, name = parse_model(requested, settings)
-    key = (backend, name, settings.whisper_device, settings.whisper_compute_type, settings.whisper_cpu_threads)
+    key = (backend, name, settings.whisper_device, settings.whisper_compute_type, settings.whisper_cpu_threads,
+           settings.whisper_batch_size, settings.whisper_batch_min_seconds)
     with _lock:
         loaded = _loaded.get(key)
         if loaded is None:
@@ -100,7 +101,9 @@ def _load(backend: str, name: str, settings: Settings) -> TranscriptionBackend:
         log.info("loading faster-whisper model %s from %s", name, ref)
         return FasterWhisperBackend(ref, model_label=label, device=settings.whisper_device,
                                     compute_type=settings.whisper_compute_type,
-                                    cpu_threads=settings.whisper_cpu_threads, download_root=str(settings.model_path))
+                                    cpu_threads=settings.whisper_cpu_threads, download_root=str(settings.model_path),
+                                    batch_size=settings.whisper_batch_size,
+                                    batch_min_seconds=settings.whisper_batch_min_seconds)
     except ModelUnavailable:
         raise
     except ImportError as exc:

@@ -50,6 +50,10 @@ def stack_env(db_url: str, redis_url: str, tmp: Path, media_root: Path) -> dict[
         "AUDIOJOBS_VAR_DIR": str(tmp / "var"), "DATABASE_URL": db_url, "REDIS_URL": redis_url,
         "AUDIOJOBS_API_KEY": API_KEY, "AUDIO_LOCAL_ROOTS": str(media_root), "AUDIO_WORK_DIR": str(tmp / "work"),
         "AUDIO_DOWNLOAD_TIMEOUT": "5", "PYTHONUNBUFFERED": "1", "AUDIO_REAPER_INTERVAL_SECONDS": "1",
+        # The long clips here exist to catch a stage mid-transcription (cancel, SIGKILL, SIGTERM);
+        # decoded in batches they would be done in seconds. Batching has its own tests
+        # (tests/unit/transcription/test_backends.py, the benchmark smoke run).
+        "AUDIO_WHISPER_BATCH_SIZE": "0",
     })
 
 

@@ -65,3 +65,25 @@ def test_openai_whisper_without_weights_is_model_unavailable(tmp_path: Path) -> 
         get_backend("openai-whisper:small", settings)
     with pytest.raises(ModelUnavailable, match="no model file"):
         get_backend(f"openai-whisper:{tmp_path / 'missing.pt'}", settings)
+
+
+def test_long_audio_is_decoded_in_batches(tmp_path: Path, jfk_wav: Path) -> None:
+    from tests.media import varied_speech
+
+    wav = tmp_path / "long.wav"
+    to_wav(varied_speech(tmp_path / "long.flac", 95), wav, Settings.from_env({}))
+    reference = " ".join([JFK_TEXT] * 8)  # eight repetitions of jfk.flac, at varying tempo and pitch
+    model = get_backend("faster-whisper:tiny.en", Settings.from_env({}))
+    assert model.uses_batches(str(wav)) and not model.uses_batches(str(jfk_wav))  # 95 s and 11 s; 60 s the line
+    off = get_backend("faster-whisper:tiny.en", Settings.from_env({"AUDIO_WHISPER_BATCH_SIZE": "0"}))
+    assert not off.uses_batches(str(wav))
+    ends: list[float] = []
+    started = time.perf_counter()
+    result = model.transcribe(str(wav), on_segment=ends.append)
+    elapsed = time.perf_counter() - started
+    error_rate = word_error_rate(reference, result.text)
+    print(f"\n95 s of speech in batches: {elapsed:.1f} s (real-time factor {elapsed / result.duration:.3f}), "
+          f"WER {error_rate:.3f}, {len(ends)} segments")
+    assert error_rate <= 0.1, result.text
+    assert len(ends) > 8 and ends == sorted(ends)  # progress (and cancel checks) still come segment by segment
+    assert ends[-1] == pytest.approx(result.duration, abs=5)
