@@ -1,121 +1,503 @@
-"""Side-by-side figures for one file: the raw faster-whisper transcribe time in one process, and a
-job's submit-to-completed time through the real stack (gunicorn API, Redis, one warm worker).
+"""The benchmark suite: every figure a ratio or a rate measured side by side in one run (these
+machines are noisy), printed as a table and written to var/bench/bench.json.
 
-Usage: scripts/bench [--runs N] [--file PATH]   (prints a table and writes var/bench/overhead.json)
+  a  backends     faster-whisper (as jobs run it: batched for long audio, and window by window)
+                  against openai-whisper, same tiny.en weights, same ~5-minute clip of speech
+  b  overhead     submit-to-completed through the API and the whole chain against the raw transcribe
+                  call on the same file in one process (jfk.flac, 11 s, and a 60-s clip), per stage
+  c  throughput   100 jobs from 10 users on 2 worker processes against the ideal (the raw transcribe
+                  times summed, over the cores)
+  d  api          submits and status reads per second, p50 and p99, 16 concurrent clients (ApacheBench)
+                  against gunicorn on PostgreSQL
+  e  memory       peak RSS of an API process and of a worker process with the model loaded
+  f  long         a 30-minute file end to end, its progress sampled every second, against the raw call
+
+Usage: scripts/bench [--only a,b,...] [--smoke] [--long-minutes 30] [--clip-minutes 5] [--out PATH]
+``--smoke`` runs every part at tiny sizes (scripts/test does, so the suite cannot rot).
+The clips are made from ../shared/fixtures/audio/jfk.flac at varying tempo and pitch.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
+import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-
-from audiojobs.config import Settings, environ_with
-from audiojobs.embedded_redis import free_port, redis_command, wait_for_redis
-from audiojobs.local_stack import api_cmd, wait_for_http, worker_cmd
-from audiojobs.migrate import upgrade
-from audiojobs.pipeline.convert import to_wav
-from audiojobs.transcription.registry import get_backend
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_FILE = REPO.parent / "shared" / "fixtures" / "audio" / "jfk.flac"
+sys.path.insert(0, str(REPO))
+
+from audiojobs.config import Settings, environ_with  # noqa: E402
+from audiojobs.embedded_redis import free_port, redis_command, wait_for_redis  # noqa: E402
+from audiojobs.local_stack import api_cmd, worker_cmd  # noqa: E402
+from audiojobs.pipeline.convert import to_wav  # noqa: E402
+from audiojobs.transcription.interfaces import TranscribeOptions  # noqa: E402
+from audiojobs.transcription.registry import bundled_model_path, get_backend  # noqa: E402
+
+JFK = REPO.parent / "shared" / "fixtures" / "audio" / "jfk.flac"
+CONVERTER = REPO.parent / "shared" / "models" / "ct2_whisper_to_openai.py"
+MODEL_DIR = REPO / ".cache" / "models"
+TIERS = '{"bench": {"daily_minutes": null, "concurrent_jobs": 10, "max_file_mb": 2000}}'
+FINAL = {"completed", "failed", "cancelled"}
 
 
-def raw_transcribe_seconds(path: Path, runs: int, tmp: Path) -> list[float]:
-    settings = Settings.from_env({})
-    wav = tmp / "raw.wav"
-    to_wav(path, wav, settings)
-    backend = get_backend("whisper-1", settings)
-    backend.transcribe(str(wav))  # warm-up
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        backend.transcribe(str(wav))
-        times.append(time.perf_counter() - start)
-    return times
+@dataclass
+class Figure:
+    part: str
+    name: str
+    value: float | None
+    unit: str
+    target: str = ""
+    met: bool | None = None
+    note: str = ""
 
 
-def call(method: str, url: str, key: str, body: dict | None = None) -> dict:
-    req = urllib.request.Request(url, method=method,  # noqa: S310 - loopback
-                                 headers={"X-API-KEY": key, "Content-Type": "application/json"},
-                                 data=json.dumps(body).encode() if body is not None else None)
-    with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - loopback
-        return json.loads(resp.read())
+@dataclass
+class Report:
+    figures: list[Figure] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, part: str, name: str, value: float | None, unit: str, target: str = "",
+            met: bool | None = None, note: str = "") -> None:
+        self.figures.append(Figure(part, name, None if value is None else round(value, 4), unit, target, met, note))
+
+    def table(self) -> str:
+        lines = [f"{'':2} {'figure':<54} {'value':>12} {'unit':<10} {'target':<16} met"]
+        for f in self.figures:
+            value = "-" if f.value is None else f"{f.value:,.3f}".rstrip("0").rstrip(".")
+            met = {True: "yes", False: "NO", None: ""}[f.met]
+            lines.append(f"{f.part:2} {f.name:<54} {value:>12} {f.unit:<10} {f.target:<16} {met}"
+                         + (f"  ({f.note})" if f.note else ""))
+        return "\n".join(lines)
 
 
-def end_to_end_seconds(path: Path, runs: int, tmp: Path) -> tuple[list[float], dict[str, float]]:
-    media = tmp / "media"
-    media.mkdir()
-    shutil.copy(path, media / path.name)
-    redis_port, api_port = free_port(), free_port()
-    env = {"AUDIOJOBS_VAR_DIR": str(tmp / "var"), "DATABASE_URL": f"sqlite:///{tmp / 'bench.db'}",
-           "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "AUDIOJOBS_API_KEY": "bench-key",
-           "AUDIO_LOCAL_ROOTS": str(media), "AUDIOJOBS_PORT": str(api_port), "AUDIOJOBS_API_WORKERS": "1",
-           "AUDIOJOBS_LOG_LEVEL": "warning"}
-    settings = Settings.from_env(env)
-    procs = [subprocess.Popen(redis_command(tmp / "redis", redis_port, persist=False))]
+# --- media and raw transcription -------------------------------------------------------------
+def make_clip(target: Path, seconds: float) -> Path:
+    from tests.media import varied_speech  # the same generator the tests use
+
+    return varied_speech(target, seconds)
+
+
+def ensure_checkpoint() -> Path:
+    """openai-whisper weights converted from the bundled tiny.en (cached; never committed)."""
+    target = MODEL_DIR / "tiny.en.pt"
+    if not target.is_file():
+        MODEL_DIR.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, str(CONVERTER), str(bundled_model_path("tiny.en")), str(target)], check=True,
+                       capture_output=True)
+    return MODEL_DIR
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def wav_of(path: Path, tmp: Path) -> tuple[Path, float]:
+    wav = tmp / f"{path.stem}.wav"
+    if not wav.exists():
+        to_wav(path, wav, Settings.from_env({}))
+    import wave
+
+    with wave.open(str(wav)) as w:
+        return wav, w.getnframes() / w.getframerate()
+
+
+# --- a stack of real processes --------------------------------------------------------------
+class Stack:
+    """Redis, a database (PostgreSQL when one is reachable, else SQLite), gunicorn and a Celery
+    worker, in multi-user mode with ``users`` users who each have an API key and their own media."""
+
+    def __init__(self, tmp: Path, db_url: str, users: int, worker_processes: int, api_workers: int,
+                 media: list[Path], cpu_threads: int) -> None:
+        self.tmp = tmp
+        self.redis_port, self.api_port = free_port(), free_port()
+        self.media_root = tmp / "media"
+        self.env = {"AUDIOJOBS_VAR_DIR": str(tmp / "var"), "DATABASE_URL": db_url,
+                    "REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0", "AUTH_MODE": "multi_user",
+                    "AUDIOJOBS_JWT_SECRET": "b" * 40, "AUDIO_TIER_LIMITS_JSON": TIERS,
+                    "AUDIOJOBS_DEFAULT_TIER": "bench", "AUDIOJOBS_SINGLE_USER_TIER": "bench",
+                    "AUDIO_MAX_QUEUED_PER_USER": "1000000", "AUDIO_LOCAL_ROOTS": str(self.media_root),
+                    "AUDIOJOBS_PORT": str(self.api_port), "AUDIOJOBS_API_WORKERS": str(api_workers),
+                    "AUDIOJOBS_LOG_LEVEL": "warning", "AUDIO_WHISPER_CPU_THREADS": str(cpu_threads)}
+        self.settings = Settings.from_env(self.env)
+        self.base = f"http://127.0.0.1:{self.api_port}"
+        self.users: list[tuple[str, str]] = []  # (user id, API key)
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._n_users, self._workers, self._media = users, worker_processes, media
+
+    def __enter__(self) -> Stack:
+        from audiojobs.db import session_scope
+        from audiojobs.migrate import upgrade
+        from audiojobs.quotas.tiers import tier_table
+        from audiojobs.users import service as users
+
+        self.procs["redis"] = subprocess.Popen(redis_command(self.tmp / "redis", self.redis_port, persist=False),
+                                               stdout=subprocess.DEVNULL, start_new_session=True)
+        wait_for_redis(self.env["REDIS_URL"])
+        upgrade(self.env["DATABASE_URL"])
+        with session_scope(self.settings.effective_database_url) as session:
+            for i in range(self._n_users):
+                user = users.create_user(session, f"bench{i}", password=None, tier="bench",
+                                         known_tiers=set(tier_table(TIERS)))
+                _row, key = users.create_api_key(session, user, "bench")
+                session.flush()
+                self.users.append((str(user.id), key))
+        for user_id, _key in self.users:  # in multi-user mode a user reads only <root>/<user id>/
+            (self.media_root / user_id).mkdir(parents=True)
+            for path in self._media:
+                os.link(path, self.media_root / user_id / path.name)
+        child_env = environ_with(self.env)
+        self._log = open(self.tmp / "stack.log", "wb")  # noqa: SIM115 - lives as long as the processes
+        self.procs["worker"] = subprocess.Popen(worker_cmd(self.settings, concurrency=self._workers), env=child_env,
+                                                stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs["api"] = subprocess.Popen(api_cmd(self.settings), env=child_env, stdout=self._log,
+                                             stderr=subprocess.STDOUT, start_new_session=True)
+        from audiojobs.local_stack import wait_for_http
+
+        wait_for_http(f"{self.base}/healthz", 60, self.procs["api"])
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        """Each process with its children: SIGTERM, then SIGKILL after 15 s (the worker may hold a
+        queue of benchmark jobs; nothing here is kept)."""
+        for name in ("api", "worker", "redis"):
+            proc = self.procs.get(name)
+            if proc is None or proc.poll() is not None:
+                continue
+            for sig in (signal.SIGCONT, signal.SIGTERM):
+                os.killpg(proc.pid, sig)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self._log.close()
+
+    def call(self, method: str, path: str, key: str, body: dict[str, Any] | None = None) -> Any:
+        req = urllib.request.Request(f"{self.base}{path}", method=method,  # noqa: S310 - loopback
+                                     headers={"X-API-KEY": key, "Content-Type": "application/json"},
+                                     data=json.dumps(body).encode() if body is not None else None)
+        with urllib.request.urlopen(req, timeout=60) as resp:  # noqa: S310 - loopback
+            return json.loads(resp.read())
+
+    def submit(self, user: int, name: str, **options: Any) -> int:
+        user_id, key = self.users[user]
+        body = {"local_path": str(self.media_root / user_id / name), **options}
+        return int(self.call("POST", "/api/v1/audio/jobs/submit", key, body)["id"])
+
+    def job(self, user: int, job_id: int) -> dict[str, Any]:
+        return self.call("GET", f"/api/v1/audio/jobs/{job_id}", self.users[user][1])  # type: ignore[no-any-return]
+
+    def wait(self, user: int, job_id: int, poll: float = 0.02,
+             on_poll: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        while (job := self.job(user, job_id))["status"] not in FINAL:
+            if on_poll is not None:
+                on_poll(job)
+            time.sleep(poll)
+        if job["status"] != "completed":
+            raise SystemExit(f"job {job_id} ended {job['status']}: {job['error_code']}: {job['error_message']}")
+        return job
+
+    def pids(self, name: str) -> list[int]:
+        import psutil
+
+        return [child.pid for child in psutil.Process(self.procs[name].pid).children(recursive=True)]
+
+
+def peak_rss_mb(pid: int) -> float:
+    """VmHWM: the most resident memory the process ever had."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
+
+
+@contextmanager
+def database(tmp: Path) -> Iterator[tuple[str, str]]:
+    """A fresh PostgreSQL database, dropped afterwards: on AUDIOJOBS_TEST_PG_URL, else the server on
+    127.0.0.1:5432 (database test), else a private one from the pgserver wheel (as the tests do)."""
+    from tests.services import PostgresServer
+
+    server = PostgresServer(tmp)
+    url = server.create_database()
     try:
-        wait_for_redis(env["REDIS_URL"])
-        upgrade(env["DATABASE_URL"])
-        child_env = environ_with(env)
-        log = open(tmp / "stack.log", "wb")  # noqa: SIM115 - lives as long as the processes
-        procs.append(subprocess.Popen(worker_cmd(settings, concurrency=1), env=child_env, stdout=log,
-                                      stderr=subprocess.STDOUT))
-        api = subprocess.Popen(api_cmd(settings), env=child_env, stdout=log, stderr=subprocess.STDOUT)
-        procs.append(api)
-        base = f"http://127.0.0.1:{api_port}"
-        wait_for_http(f"{base}/healthz", 60, api)
-        totals, stage_sums = [], {}
-        for i in range(runs + 1):  # the first job warms the worker (model load) and is not counted
-            start = time.perf_counter()
-            job_id = call("POST", f"{base}/api/v1/audio/jobs/submit", "bench-key",
-                          {"local_path": str(media / path.name)})["id"]
-            while (job := call("GET", f"{base}/api/v1/audio/jobs/{job_id}", "bench-key"))["status"] not in {
-                    "completed", "failed", "cancelled"}:
-                time.sleep(0.02)
-            elapsed = time.perf_counter() - start
-            if job["status"] != "completed":
-                raise SystemExit(f"job {job_id} ended {job['status']}: {job['error_message']}")
-            if i:
-                totals.append(elapsed)
-                for run in job["stages"]:
-                    stage_sums[run["stage"]] = stage_sums.get(run["stage"], 0.0) + run["duration_seconds"]
-        return totals, {stage: total / runs for stage, total in stage_sums.items()}
+        yield url, "PostgreSQL" + (" (private pgserver)" if server._pgserver else f" ({server.admin_url})")
     finally:
-        for proc in reversed(procs):
-            proc.terminate()
-            proc.wait(timeout=30)
+        server.drop_database(url)
+        server.stop()
+
+
+# --- the parts -------------------------------------------------------------------------------
+def part_a(report: Report, clip: Path, tmp: Path) -> None:
+    settings = Settings.from_env({"AUDIO_MODEL_DIR": str(ensure_checkpoint())})
+    wav, seconds = wav_of(clip, tmp)
+    short, _ = wav_of(JFK, tmp)
+    opts = TranscribeOptions(language="en")
+    backends = {
+        "faster-whisper (batched, as jobs run it)": get_backend("faster-whisper:tiny.en", settings),
+        "faster-whisper (window by window)": get_backend("faster-whisper:tiny.en", Settings.from_env(
+            {"AUDIO_WHISPER_BATCH_SIZE": "0"})),
+        "openai-whisper": get_backend("openai-whisper:tiny.en", settings),
+    }
+    for backend in backends.values():
+        backend.transcribe(str(short))  # warm-up: weights in memory, kernels chosen
+    rtf = {name: timed(lambda b=backend: b.transcribe(str(wav), options=opts)) / seconds  # type: ignore[misc]
+           for name, backend in backends.items()}
+    for name, value in rtf.items():
+        report.add("a", f"real-time factor, {name}", value, "s/s", note=f"{seconds:.0f} s clip")
+    fw, fw_seq, ow = rtf.values()
+    report.add("a", "openai-whisper / faster-whisper (batched)", ow / fw, "x", ">= 2.5", ow / fw >= 2.5)
+    report.add("a", "openai-whisper / faster-whisper (window by window)", ow / fw_seq, "x", "",
+               note="the same decoding, no batching")
+    report.details["a"] = {"audio_seconds": seconds, "real_time_factor": rtf,
+                           "compute_type": {n: getattr(b, "compute_type", "") for n, b in backends.items()}}
+
+
+def raw_seconds(path: Path, tmp: Path, runs: int, cpu_threads: int) -> list[float]:
+    wav, _ = wav_of(path, tmp)
+    backend = get_backend("whisper-1", Settings.from_env({"AUDIO_WHISPER_CPU_THREADS": str(cpu_threads)}))
+    backend.transcribe(str(wav))  # warm-up
+    return [timed(lambda: backend.transcribe(str(wav))) for _ in range(runs)]
+
+
+def part_b(report: Report, stack: Stack, clips: dict[str, Path], tmp: Path, runs: int, threads: int) -> None:
+    details: dict[str, Any] = {}
+    stack.wait(0, stack.submit(0, JFK.name))  # warms the worker processes (model load)
+    stack.wait(0, stack.submit(0, JFK.name))
+    _wav, minute = wav_of(clips["minute"], tmp)
+    for label, path in (("jfk.flac (11 s)", JFK), (f"a {minute:.0f}-s clip", clips["minute"])):
+        raw = statistics.median(raw_seconds(path, tmp, runs, threads))
+        totals: list[float] = []
+        stages: dict[str, list[float]] = {}
+        for _ in range(runs):
+            started = time.perf_counter()
+            job = stack.wait(0, stack.submit(0, path.name))
+            totals.append(time.perf_counter() - started)
+            for run in job["stages"]:
+                stages.setdefault(run["stage"], []).append(run["duration_seconds"])
+        e2e = statistics.median(totals)
+        overhead = e2e - raw
+        report.add("b", f"raw transcribe, {label}", raw, "s")
+        report.add("b", f"submit-to-completed, {label}", e2e, "s")
+        report.add("b", f"overhead per job, {label}", overhead, "s", "<= 0.5 s", overhead <= 0.5)
+        if path is clips["minute"]:
+            report.add("b", f"overhead share, {label}", 100 * overhead / raw, "%", "<= 10 %", overhead / raw <= 0.10)
+        means = {stage: statistics.mean(values) for stage, values in stages.items()}
+        for stage, mean in means.items():
+            report.add("b", f"  {stage}, {label}", mean, "s", note="mean")
+        details[label] = {"raw_seconds": raw, "end_to_end": totals, "stage_means": means}
+    report.details["b"] = details
+
+
+PARALLEL_RAW = """
+import sys, time
+from audiojobs.config import Settings
+from audiojobs.transcription.registry import get_backend
+backend = get_backend("whisper-1", Settings.from_env({"AUDIO_WHISPER_CPU_THREADS": sys.argv[2]}))
+backend.transcribe(sys.argv[1])
+print("ready", flush=True)
+sys.stdin.readline()
+for _ in range(int(sys.argv[3])):
+    backend.transcribe(sys.argv[1])
+"""
+
+
+def parallel_raw_rate(path: Path, tmp: Path, processes: int, jobs: int, threads: int) -> float:
+    """Raw transcribe calls in ``processes`` processes at once, no pipeline: the most jobs a minute
+    this machine can transcribe, whatever the pipeline does (cores shared with caches, memory bus)."""
+    wav, _ = wav_of(path, tmp)
+    each = max(1, jobs // processes)
+    procs = [subprocess.Popen([sys.executable, "-c", PARALLEL_RAW, str(wav), str(threads), str(each)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO)
+             for _ in range(processes)]
+    for proc in procs:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    started = time.perf_counter()
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    for proc in procs:
+        proc.wait(timeout=1200)
+    return each * processes / (time.perf_counter() - started) * 60
+
+
+def part_c(report: Report, stack: Stack, jobs: int, tmp: Path, threads: int, processes: int) -> None:
+    raw = statistics.median(raw_seconds(JFK, tmp, 3, threads))
+    ceiling = parallel_raw_rate(JFK, tmp, processes, jobs, threads)
+    users = len(stack.users)
+    started = time.perf_counter()
+    ids = [(i % users, stack.submit(i % users, JFK.name)) for i in range(jobs)]
+    for user, job_id in ids:
+        stack.wait(user, job_id, poll=0.2)
+    elapsed = time.perf_counter() - started
+    rate = jobs / elapsed * 60
+    cores = min(os.cpu_count() or 1, processes)
+    ideal = 60 * cores / raw
+    report.add("c", f"throughput, {jobs} jobs from {users} users, {processes} worker processes", rate, "jobs/min")
+    report.add("c", f"ideal: {cores} cores / raw transcribe ({raw:.2f} s a job, {threads} thread)", ideal, "jobs/min")
+    report.add("c", "throughput / ideal", 100 * rate / ideal, "%", ">= 90 %", rate / ideal >= 0.9)
+    report.add("c", f"raw transcribe calls in {processes} processes at once, no pipeline", ceiling, "jobs/min",
+               note="what the cores give when both work")
+    report.add("c", "throughput / raw calls at once", 100 * rate / ceiling, "%")
+    report.details["c"] = {"jobs": jobs, "users": users, "seconds": elapsed, "raw_seconds": raw,
+                           "parallel_raw_jobs_per_minute": ceiling}
+
+
+def ab(url: str, key: str, requests: int, concurrency: int, body: Path | None = None) -> dict[str, float]:
+    """ApacheBench (Debian's apache2-utils): requests per second, p50 and p99 in ms, failures."""
+    cmd = ["ab", "-q", "-n", str(requests), "-c", str(concurrency), "-H", f"X-API-KEY: {key}"]
+    if body is not None:
+        cmd += ["-p", str(body), "-T", "application/json"]
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, timeout=600, check=True).stdout
+    rate = float(re.search(r"Requests per second:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    # ab counts a body whose length differs from the first one's as "failed" (job ids grow a digit):
+    # only connection, receive and exception failures, and non-2xx answers, are failures here.
+    failed = sum(int(n) for n in re.findall(r"(?:Connect|Receive|Exceptions): (\d+)", out))
+    non2xx = re.search(r"Non-2xx responses:\s+(\d+)", out)
+    pct = {int(p): float(ms) for p, ms in re.findall(r"^\s+(\d+)%\s+(\d+)", out, re.MULTILINE)}
+    return {"rate": rate, "p50": pct[50], "p99": pct[99], "failed": failed + (int(non2xx.group(1)) if non2xx else 0)}
+
+
+def part_d(report: Report, stack: Stack, reads: int, submits: int, tmp: Path) -> None:
+    if shutil.which("ab") is None:
+        report.add("d", "API load", None, "", note="skipped: ab (apache2-utils) is not installed")
+        return
+    user_id, key = stack.users[0]
+    job_id = stack.submit(0, JFK.name)
+    stack.wait(0, job_id)
+    status = ab(f"{stack.base}/api/v1/audio/jobs/{job_id}", key, reads, 16)
+    body = tmp / "submit.json"
+    body.write_text(json.dumps({"local_path": str(stack.media_root / user_id / JFK.name)}))
+    os.killpg(stack.procs["worker"].pid, signal.SIGSTOP)  # the jobs submitted now wait in the queue
+    submit = ab(f"{stack.base}/api/v1/audio/jobs/submit", key, submits, 16, body)
+    for label, found, target in (("status reads", status, 1000), ("submits", submit, 300)):
+        report.add("d", f"{label} per second, 16 clients", found["rate"], "req/s", f">= {target}",
+                   found["rate"] >= target)
+        report.add("d", f"{label} p50 latency", found["p50"], "ms")
+        report.add("d", f"{label} p99 latency", found["p99"], "ms", "< 100 ms", found["p99"] < 100)
+        if found["failed"]:
+            report.add("d", f"{label} failed or non-2xx", found["failed"], "requests", "0", False)
+    report.details["d"] = {"status": status, "submit": submit, "api_workers": stack.settings.api_workers}
+
+
+def part_e(report: Report, stack: Stack) -> None:
+    api = max(peak_rss_mb(pid) for pid in stack.pids("api"))
+    worker = max(peak_rss_mb(pid) for pid in stack.pids("worker"))
+    report.add("e", "peak RSS, API process (gunicorn worker)", api, "MB", "<= 150 MB", api <= 150)
+    report.add("e", "peak RSS, worker process (model loaded)", worker, "MB", "<= 700 MB", worker <= 700)
+    report.details["e"] = {"api_mb": api, "worker_mb": worker}
+
+
+def raw_library_seconds(path: Path, threads: int) -> float:
+    """faster-whisper's own BatchedInferencePipeline on the file as submitted (it decodes it too)."""
+    from faster_whisper import BatchedInferencePipeline, WhisperModel
+
+    settings = Settings.from_env({})
+    model = WhisperModel(bundled_model_path("tiny.en"), device="cpu", compute_type="int8", cpu_threads=threads)
+    pipeline = BatchedInferencePipeline(model)
+    started = time.perf_counter()
+    segments, _info = pipeline.transcribe(str(path), beam_size=5, batch_size=settings.whisper_batch_size,
+                                          without_timestamps=False)
+    for _segment in segments:
+        pass
+    return time.perf_counter() - started
+
+
+def part_f(report: Report, stack: Stack, clip: Path, tmp: Path, threads: int) -> None:
+    _wav, seconds = wav_of(clip, tmp)
+    raw = raw_library_seconds(clip, threads)
+    samples: list[tuple[float, float]] = []
+    started = time.perf_counter()
+
+    def sample(job: dict[str, Any]) -> None:
+        if job.get("stage") == "audio_transcribe" and job.get("progress") is not None:
+            samples.append((time.perf_counter() - started, float(job["progress"])))
+
+    job = stack.wait(0, stack.submit(0, clip.name), poll=1.0, on_poll=sample)
+    e2e = time.perf_counter() - started
+    transcribe = next(r["duration_seconds"] for r in job["stages"] if r["stage"] == "audio_transcribe")
+    report.add("f", f"raw library real-time factor, {seconds / 60:.0f}-minute file", raw / seconds, "s/s",
+               note="faster-whisper's BatchedInferencePipeline on the file")
+    report.add("f", "job real-time factor, submit-to-completed", e2e / seconds, "s/s")
+    report.add("f", "job / raw", e2e / raw, "x", "<= 1.10", e2e / raw <= 1.10)
+    report.add("f", "  of which audio_transcribe", transcribe, "s")
+    values = [p for _t, p in samples]
+    steady = all(b >= a for a, b in zip(values, values[1:], strict=False))
+    longest_still = 0.0
+    for (t0, p0), (t1, p1) in zip(samples, samples[1:], strict=False):
+        if p1 == p0:
+            longest_still = max(longest_still, t1 - t0)
+    report.add("f", "progress samples while transcribing (1 s apart)", len(samples), "")
+    report.add("f", "progress never went back", float(steady), "", "1", steady)
+    report.add("f", "longest time progress stood still", longest_still, "s")
+    report.details["f"] = {"audio_seconds": seconds, "raw_seconds": raw, "end_to_end_seconds": e2e,
+                           "progress_samples": samples}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--file", type=Path, default=DEFAULT_FILE)
+    parser.add_argument("--only", default="a,b,c,d,e,f", help="parts to run, e.g. b,c")
+    parser.add_argument("--smoke", action="store_true", help="every part at tiny sizes (used by scripts/test)")
+    parser.add_argument("--clip-minutes", type=float, default=5.0, help="the clip of part a")
+    parser.add_argument("--long-minutes", type=float, default=30.0, help="the file of part f")
+    parser.add_argument("--runs", type=int, default=5, help="jobs per file in part b")
+    parser.add_argument("--out", type=Path, default=REPO / "var" / "bench" / "bench.json")
     args = parser.parse_args()
+    parts = set(args.only.split(","))
+    os.environ.setdefault("AUDIOJOBS_LOG_LEVEL", "warning")
+    smoke = args.smoke
+    jobs, users, runs = (6, 3, 1) if smoke else (100, 10, args.runs)
+    reads, submits = (200, 100) if smoke else (5000, 2000)
+    threads, processes = 1, 2  # two single-threaded worker processes: one per core on a 2-core machine
+    report = Report()
+    begun = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="audiojobs-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        raw = raw_transcribe_seconds(args.file, args.runs, tmp)
-        e2e, stages = end_to_end_seconds(args.file, args.runs, tmp)
-    raw_med, e2e_med = statistics.median(raw), statistics.median(e2e)
-    rows = [("raw faster-whisper transcribe (one process, model loaded)", raw_med),
-            ("submit-to-completed via API + chain (warm worker)", e2e_med),
-            ("overhead per job", e2e_med - raw_med)]
-    rows += [(f"  stage {stage} (mean)", seconds) for stage, seconds in stages.items()]
-    print(f"\n{args.file.name}, median of {args.runs} runs")
-    for label, seconds in rows:
-        print(f"  {label:58} {seconds:7.3f} s")
-    out = REPO / "var" / "bench"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "overhead.json").write_text(json.dumps({
-        "file": args.file.name, "runs": args.runs, "raw_seconds": raw, "end_to_end_seconds": e2e,
-        "stage_mean_seconds": stages, "python": sys.version.split()[0]}, indent=2))
+        clips = {"clip": make_clip(tmp / "clip-5min.flac", 20 if smoke else args.clip_minutes * 60),
+                 "minute": make_clip(tmp / "clip-60s.flac", 20 if smoke else 60),
+                 "long": make_clip(tmp / "long.flac", 70 if smoke else args.long_minutes * 60)}
+        if "a" in parts:
+            part_a(report, clips["clip"], tmp)
+            print(report.table(), flush=True)
+        if parts & {"b", "c", "d", "e", "f"}:
+            with database(tmp) as (db_url, db_label):
+                report.details["database"] = db_label
+                with Stack(tmp, db_url, users, processes, api_workers=2, cpu_threads=threads,
+                           media=[JFK, clips["minute"], clips["long"]]) as stack:
+                    if "b" in parts:
+                        part_b(report, stack, clips, tmp, runs, threads)
+                    if "c" in parts:
+                        part_c(report, stack, jobs, tmp, threads, processes)
+                    if "f" in parts:
+                        part_f(report, stack, clips["long"], tmp, threads)
+                    if "d" in parts:
+                        part_d(report, stack, reads, submits, tmp)
+                    if "e" in parts:
+                        part_e(report, stack)
+    elapsed = time.perf_counter() - begun
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    print(f"\naudiojobs benchmarks ({'smoke' if smoke else 'full'}), {machine}, {elapsed / 60:.1f} min")
+    print(report.table())
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"machine": machine, "smoke": smoke, "minutes": elapsed / 60,
+                                    "figures": [f.__dict__ for f in report.figures], "details": report.details},
+                                   indent=2, default=str))
+    print(f"written: {args.out}")
 
 
 if __name__ == "__main__":

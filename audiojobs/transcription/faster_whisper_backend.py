@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
 from audiojobs.transcription.interfaces import (
     Segment,
     SegmentCallback,
@@ -41,27 +45,151 @@ class FasterWhisperBackend:
                    on_segment: SegmentCallback | None = None) -> TranscriptionResult:
         opts = options or TranscribeOptions()
         if self._batched is not None and self.uses_batches(wav_path):
-            segments_iter, info = self._batched.transcribe(
-                wav_path, language=opts.language, beam_size=5, word_timestamps=opts.word_timestamps,
-                initial_prompt=opts.initial_prompt, hotwords=opts.hotwords, batch_size=self.batch_size,
-                without_timestamps=False)
-        else:
-            segments_iter, info = self._model.transcribe(
-                wav_path, language=opts.language, beam_size=5, word_timestamps=opts.word_timestamps,
-                initial_prompt=opts.initial_prompt, hotwords=opts.hotwords, vad_filter=opts.vad_filter)
-        segments: list[Segment] = []
-        for seg in segments_iter:  # a generator: decoding happens as we iterate
-            words = None
-            if opts.word_timestamps:
-                words = [Word(float(w.start), float(w.end), w.word, float(w.probability)) for w in seg.words or []]
-            segments.append(Segment(float(seg.start), float(seg.end), seg.text, words=words,
-                                    avg_logprob=float(seg.avg_logprob), compression_ratio=float(seg.compression_ratio),
-                                    no_speech_prob=float(seg.no_speech_prob), temperature=float(seg.temperature or 0),
-                                    seek=int(seg.seek), tokens=list(seg.tokens)))
-            if on_segment is not None:
-                on_segment(float(seg.end))
+            return self._transcribe_batched(wav_path, opts, on_segment)
+        segments_iter, info = self._model.transcribe(
+            wav_path, language=opts.language, beam_size=5, word_timestamps=opts.word_timestamps,
+            initial_prompt=opts.initial_prompt, hotwords=opts.hotwords, vad_filter=opts.vad_filter)
+        segments = [self._segment(seg, opts, 0.0, on_segment) for seg in segments_iter]  # decodes as it goes
         return TranscriptionResult(language=info.language, duration=float(info.duration),
                                    model=self.model_label, segments=segments)
+
+    def _transcribe_batched(self, wav_path: str, opts: TranscribeOptions,
+                            on_segment: SegmentCallback | None) -> TranscriptionResult:
+        """Slice by slice (``BATCH_SLICE_SECONDS``, cut in a pause): the slice's speech, without the
+        silences between (as faster-whisper packs it), in 30-s windows decoded ``batch_size`` at a time;
+        times mapped back to the file. Memory stays that of one slice however long the audio: the
+        pipeline computes the features of all its windows up front, and 4 hours at once would take
+        gigabytes."""
+        assert self._batched is not None
+        language = opts.language
+        segments: list[Segment] = []
+        duration = 0.0
+        for piece in speech_slices(wav_path):
+            duration = piece.offset + piece.seconds
+            if not piece.windows:
+                continue
+            segments_iter, info = self._batched.transcribe(
+                piece.speech, language=language, beam_size=5, word_timestamps=opts.word_timestamps,
+                initial_prompt=opts.initial_prompt, hotwords=opts.hotwords, batch_size=self.batch_size,
+                without_timestamps=False, clip_timestamps=piece.windows)
+            language = language or info.language  # detected once, on the first speech, then kept
+            segments.extend(self._segment(seg, opts, piece.original_time, on_segment) for seg in segments_iter)
+        return TranscriptionResult(language=language, duration=duration, model=self.model_label, segments=segments)
+
+    @staticmethod
+    def _segment(seg: Any, opts: TranscribeOptions, at: Callable[[float, bool], float] | float,
+                 on_segment: SegmentCallback | None) -> Segment:
+        """Our segment from faster-whisper's; ``at`` maps its times to the file's (or is an offset)."""
+        def when(time: float, is_end: bool = False) -> float:
+            return at(time, is_end) if callable(at) else time + at
+
+        words = None
+        if opts.word_timestamps:
+            words = [Word(when(float(w.start)), when(float(w.end), True), w.word, float(w.probability))
+                     for w in seg.words or []]
+        start = when(float(seg.start))
+        segment = Segment(start, max(start, when(float(seg.end), True)), seg.text, words=words,
+                          avg_logprob=float(seg.avg_logprob), compression_ratio=float(seg.compression_ratio),
+                          no_speech_prob=float(seg.no_speech_prob), temperature=float(seg.temperature or 0),
+                          seek=round(start * FRAMES_PER_SECOND) if callable(at) else int(seg.seek),
+                          tokens=list(seg.tokens))
+        if on_segment is not None:
+            on_segment(segment.end)
+        return segment
+
+
+SAMPLE_RATE = 16000  # what audio_convert writes: 16 kHz mono 16-bit PCM
+FRAMES_PER_SECOND = 100  # Whisper's feature frames (seek counts these)
+VAD_SLICE_SECONDS = 60
+BATCH_SLICE_SECONDS = 300
+CLIP_SECONDS = 30  # Whisper's window
+
+
+@dataclass
+class SpeechSlice:
+    """A slice of the file: where it starts and how long it is (s), its speech with the silences
+    taken out (samples), that speech's 30-s windows and a map from speech time to file time."""
+
+    offset: float
+    seconds: float
+    speech: Any
+    windows: list[dict[str, float]]
+    chunks: list[dict[str, int]]
+
+    def original_time(self, time: float, is_end: bool = False) -> float:
+        from faster_whisper.vad import SpeechTimestampsMap
+
+        if not hasattr(self, "_map"):
+            self._map = SpeechTimestampsMap(self.chunks, SAMPLE_RATE, time_precision=3)
+        return self.offset + self._map.get_original_time(time, is_end=is_end)
+
+
+def speech_slices(path: str) -> Iterator[SpeechSlice]:
+    """Consecutive slices of about BATCH_SLICE_SECONDS of a WAV file. A slice ends in a pause:
+    speech that runs into the slice's end is left to the next slice, so no word is cut in two."""
+    import wave
+
+    import numpy as np
+
+    with wave.open(path, "rb") as wav:
+        if wav.getframerate() != SAMPLE_RATE or wav.getnchannels() != 1 or wav.getsampwidth() != 2:
+            from faster_whisper.audio import decode_audio
+
+            audio = decode_audio(path, sampling_rate=SAMPLE_RATE)
+            yield _slice(0, audio, speech_spans(audio))
+            return
+        total = wav.getnframes()
+        start = 0
+        while start < total:
+            wav.setpos(start)
+            pcm = np.frombuffer(wav.readframes(SAMPLE_RATE * BATCH_SLICE_SECONDS), dtype=np.int16)
+            audio = pcm.astype(np.float32)
+            del pcm
+            audio *= 1.0 / 32768.0
+            spans = speech_spans(audio)
+            if start + len(audio) < total and len(spans) > 1 and spans[-1][1] > len(audio) - SAMPLE_RATE // 2:
+                audio = audio[:spans.pop()[0]]  # speech runs on past the slice: the next slice starts with it
+            yield _slice(start, audio, spans)
+            start += len(audio)
+
+
+def _slice(start: int, audio: Any, spans: list[tuple[int, int]]) -> SpeechSlice:
+    """The speech of ``spans`` packed end to end, in windows of at most 30 s of speech."""
+    import numpy as np
+
+    chunks = [{"start": begin, "end": end} for begin, end in spans]
+    speech = np.concatenate([audio[begin:end] for begin, end in spans]) if spans else audio[:0]
+    windows: list[list[int]] = []
+    position = 0
+    limit = SAMPLE_RATE * CLIP_SECONDS
+    for begin, end in spans:
+        length = end - begin
+        if windows and position + length - windows[-1][0] <= limit:
+            windows[-1][1] = position + length
+        else:
+            windows.append([position, position + length])
+        position += length
+    return SpeechSlice(offset=start / SAMPLE_RATE, seconds=len(audio) / SAMPLE_RATE, speech=speech,
+                       windows=[{"start": a / SAMPLE_RATE, "end": b / SAMPLE_RATE} for a, b in windows], chunks=chunks)
+
+
+def speech_spans(audio: Any) -> list[tuple[int, int]]:
+    """Where the speech is (samples), each span at most 30 s.
+
+    Silero VAD runs over a minute of audio at a time: given much more at once, its encoder holds
+    activations for up to 10,000 windows together (about 370 MB more at the peak); a minute at a
+    time it needs almost nothing."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    options = VadOptions(max_speech_duration_s=CLIP_SECONDS, min_silence_duration_ms=160)
+    step = SAMPLE_RATE * VAD_SLICE_SECONDS
+    spans: list[tuple[int, int]] = []
+    for begin in range(0, len(audio), step):
+        piece = audio[begin:begin + step]
+        if len(piece) < SAMPLE_RATE // 10:
+            break
+        spans.extend((begin + t["start"], begin + t["end"]) for t in get_speech_timestamps(piece, options))
+    return spans
 
 
 def wav_seconds(path: str) -> float:

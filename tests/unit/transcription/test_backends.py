@@ -87,3 +87,28 @@ def test_long_audio_is_decoded_in_batches(tmp_path: Path, jfk_wav: Path) -> None
     assert error_rate <= 0.1, result.text
     assert len(ends) > 8 and ends == sorted(ends)  # progress (and cancel checks) still come segment by segment
     assert ends[-1] == pytest.approx(result.duration, abs=5)
+
+
+def test_long_audio_is_batched_slice_by_slice_without_cutting_words(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slices end in a pause (BATCH_SLICE_SECONDS is 5 minutes; 40 s here, so 95 s make three)."""
+    from audiojobs.transcription import faster_whisper_backend as fwb
+    from tests.media import varied_speech
+
+    wav = tmp_path / "long.wav"
+    to_wav(varied_speech(tmp_path / "long.flac", 95), wav, Settings.from_env({}))
+    monkeypatch.setattr(fwb, "BATCH_SLICE_SECONDS", 40)
+    slices = list(fwb.speech_slices(str(wav)))
+    assert len(slices) >= 3 and slices[0].offset == 0.0
+    for piece, following in zip(slices, slices[1:], strict=False):
+        assert following.offset == pytest.approx(piece.offset + piece.seconds)  # nothing skipped or read twice
+    for piece in slices:  # speech only, in windows of at most 30 s, mapped back inside the slice
+        assert len(piece.speech) == sum(c["end"] - c["start"] for c in piece.chunks)
+        assert all(w["end"] - w["start"] <= 30.001 for w in piece.windows)
+        assert piece.offset <= piece.original_time(0.0) <= piece.original_time(len(piece.speech) / fwb.SAMPLE_RATE,
+                                                                                  True) <= piece.offset + piece.seconds
+    model = get_backend("faster-whisper:tiny.en", Settings.from_env({}))
+    result = model.transcribe(str(wav))
+    starts = [segment.start for segment in result.segments]
+    assert starts == sorted(starts) and result.duration == pytest.approx(fwb.wav_seconds(str(wav)), abs=0.01)
+    assert word_error_rate(" ".join([JFK_TEXT] * 8), result.text) <= 0.1, result.text
