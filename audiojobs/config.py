@@ -128,7 +128,7 @@ _SPECS: tuple[tuple[str, str, Callable[[str, str], Any], str, str], ...] = (
     ("whisper_compute_type", "AUDIO_WHISPER_COMPUTE_TYPE", _parse_str, "default",
      "CTranslate2 compute type; default = int8 on CPU, float16 on CUDA"),
     ("whisper_cpu_threads", "AUDIO_WHISPER_CPU_THREADS", _parse_int(0), "0", "threads per model; 0 = library default"),
-    ("whisper_batch_size", "AUDIO_WHISPER_BATCH_SIZE", _parse_int(0), "4",
+    ("whisper_batch_size", "AUDIO_WHISPER_BATCH_SIZE", _parse_int(0), "3",
      "faster-whisper: windows of speech decoded together for long audio (~60 MB each on CPU; GPUs: 16); 0 = off"),
     ("whisper_batch_min_seconds", "AUDIO_WHISPER_BATCH_MIN_SECONDS", _parse_int(0), "60",
      "audio at least this long is decoded in batches; shorter audio window by window"),

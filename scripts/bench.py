@@ -380,6 +380,10 @@ def part_d(report: Report, stack: Stack, reads: int, submits: int, tmp: Path) ->
     user_id, key = stack.users[0]
     job_id = stack.submit(0, JFK.name)
     stack.wait(0, job_id)
+    # The floor under every figure here: the same HTTP stack answering without auth or a database.
+    bare = ab(f"{stack.base}/healthz", key, reads, 16)
+    report.add("d", "GET /healthz per second, 16 clients (no auth, no database)", bare["rate"], "req/s",
+               note="what gunicorn and Flask give on these cores")
     status = ab(f"{stack.base}/api/v1/audio/jobs/{job_id}", key, reads, 16)
     body = tmp / "submit.json"
     body.write_text(json.dumps({"local_path": str(stack.media_root / user_id / JFK.name)}))
@@ -392,7 +396,8 @@ def part_d(report: Report, stack: Stack, reads: int, submits: int, tmp: Path) ->
         report.add("d", f"{label} p99 latency", found["p99"], "ms", "< 100 ms", found["p99"] < 100)
         if found["failed"]:
             report.add("d", f"{label} failed or non-2xx", found["failed"], "requests", "0", False)
-    report.details["d"] = {"status": status, "submit": submit, "api_workers": stack.settings.api_workers}
+    report.details["d"] = {"healthz": bare, "status": status, "submit": submit,
+                           "api_workers": stack.settings.api_workers}
 
 
 def part_e(report: Report, stack: Stack) -> None:
