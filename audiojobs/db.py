@@ -87,6 +87,18 @@ def get_sessionmaker(url: str) -> sessionmaker[Session]:
 
 
 @contextmanager
+def read_scope(url: str) -> Iterator[Session]:
+    """A session for reads only, in autocommit mode: no BEGIN and COMMIT round trips around its
+    queries (a status read is a handful of primary-key lookups). It must not write."""
+    session = Session(bind=get_engine(url).execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False,
+                      autoflush=False)
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+@contextmanager
 def session_scope(url: str) -> Iterator[Session]:
     """A session that commits when the block ends normally and rolls back on any exception."""
     session = get_sessionmaker(url)()

@@ -18,7 +18,7 @@ from flask import current_app, g, request
 from flask_jwt_extended import decode_token
 
 from audiojobs.config import Settings
-from audiojobs.db import session_scope
+from audiojobs.db import read_scope, session_scope
 from audiojobs.errors import Forbidden, NotFound, Unauthorized
 from audiojobs.jobs.service import Principal
 from audiojobs.users import service as users
@@ -78,13 +78,21 @@ def authenticate(settings: Settings) -> Principal:
     bearer = _bearer()
     if not header_key and not bearer:
         raise Unauthorized("missing credentials: send Authorization: Bearer <token> or X-API-KEY", headers=CHALLENGE)
-    with session_scope(settings.effective_database_url) as session:
+    touch = None
+    with read_scope(settings.effective_database_url) as session:
         if header_key or (bearer and not _looks_like_jwt(bearer)):
-            user = _active(users.user_for_api_key(session, header_key or bearer or ""), "API key")
+            key = header_key or bearer or ""
+            found = users.user_for_api_key(session, key)
+            user = _active(found[0] if found else None, "API key")
+            touch = key if found and found[1] else None
         else:
             claims = decode_jwt(bearer or "", "access")
             user = _active(users.get_user(session, claims.get("sub", "")), "token")
-        return Principal(user_id=str(user.id), is_admin=user.is_admin)
+        principal = Principal(user_id=str(user.id), is_admin=user.is_admin)
+    if touch is not None:
+        with session_scope(settings.effective_database_url) as session:
+            users.touch_key(session, touch)
+    return principal
 
 
 def current_settings() -> Settings:

@@ -48,7 +48,7 @@ from audiojobs.api.serializers import (
     stage_run_to_dict,
 )
 from audiojobs.config import Settings
-from audiojobs.db import session_scope, utcnow
+from audiojobs.db import read_scope, session_scope, utcnow
 from audiojobs.errors import (
     Conflict,
     NotFound,
@@ -249,7 +249,7 @@ def _accepted(job: Job, replayed: bool = False) -> ResponseReturnValue:
 @operation("A job's status, stage, error and stage runs", responses={200: R.JobDetail}, errors=(404,))
 @login_required
 def get_job(job_id: str) -> ResponseReturnValue:
-    with session_scope(_db_url()) as session:
+    with read_scope(_db_url()) as session:
         job = service.get_job_for(session, parse_job_id(job_id), g.principal)
         body = job_to_dict(job)
         body["stages"] = [stage_run_to_dict(run) for run in job.stage_runs]

@@ -103,16 +103,24 @@ def revoke_api_key(session: Session, key_id: int, *, user_id: int, is_admin: boo
 LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
 
 
-def user_for_api_key(session: Session, key: str) -> User | None:
-    """The active user a (non-revoked) key belongs to."""
-    row = session.scalar(sa.select(ApiKey).where(ApiKey.key_hash == hash_key(key)))
-    if row is None or row.revoked_at is not None:
+def user_for_api_key(session: Session, key: str) -> tuple[User, bool] | None:
+    """The user a (non-revoked) key belongs to, and whether its last use should be recorded now:
+    one query, so a read-only request writes nothing (at most once a minute, see touch_key)."""
+    found = session.execute(sa.select(ApiKey, User).join(User, User.id == ApiKey.user_id)
+                            .where(ApiKey.key_hash == hash_key(key))).first()
+    if found is None or found[0].revoked_at is not None:
         return None
-    now = utcnow()
-    # To the minute: a write on every request would serialise all of a key's requests on its row.
-    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
-        row.last_used_at = now
-    return session.get(User, row.user_id)
+    last = found[0].last_used_at
+    return found[1], last is None or utcnow() - last >= LAST_USED_RESOLUTION
+
+
+def touch_key(session: Session, key: str) -> None:
+    """Record the key's use, to the minute: a write on every request would serialise all of a key's
+    requests on its row."""
+    cutoff = utcnow() - LAST_USED_RESOLUTION
+    session.execute(sa.update(ApiKey).where(ApiKey.key_hash == hash_key(key),
+                                            sa.or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < cutoff))
+                    .values(last_used_at=utcnow()))
 
 
 def set_tier(session: Session, user: User, tier: str, known_tiers: set[str]) -> None:

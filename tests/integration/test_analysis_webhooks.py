@@ -59,6 +59,7 @@ def rstack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 def submit(stack: Stack, **body: object) -> int:
     resp = stack.client.post(f"{BASE}/submit", json=body, headers=AUTH)
     assert resp.status_code == 202, resp.get_json()
+    job_uuids[int(resp.get_json()["id"])] = resp.get_json()["uuid"]
     return int(resp.get_json()["id"])
 
 
@@ -71,9 +72,14 @@ def wait_until(check: Callable[[], Any], timeout: float = 30) -> Any:
 
 
 def calls_for(receiver: WebhookReceiver, job_id: int) -> list[tuple[dict[str, str], bytes]]:
-    """The callbacks the receiver got for ``job_id``: (headers, raw body)."""
+    """The callbacks the receiver got for ``job_id`` of the stack now under test, by the job's
+    uuid (the receiver serves both stacks, whose job ids both start at 1): (headers, raw body)."""
+    uuid = job_uuids[job_id]
     return [(headers, raw) for (_p, headers, body), raw in zip(receiver.requests, receiver.raw_bodies, strict=True)
-            if isinstance(body, dict) and body["job"]["id"] == str(job_id)]
+            if isinstance(body, dict) and body["job"]["uuid"] == uuid]
+
+
+job_uuids: dict[int, str] = {}
 
 
 def deliveries(stack: Stack, job_id: int) -> list[dict[str, Any]]:

@@ -257,3 +257,28 @@ def test_bad_input_on_the_account_endpoints_is_422_naming_the_field(client: Flas
     resp = client.post("/api/v1/auth/login", data="username=a&password=b",
                        content_type="application/x-www-form-urlencoded")
     assert resp.status_code == 422 and resp.get_json()["error"]["code"] == "invalid_json"
+
+
+def test_a_keys_last_use_is_recorded_to_the_minute(client: FlaskClient, mu_settings: Settings) -> None:
+    import sqlalchemy as sa
+
+    from audiojobs.users.models import ApiKey
+
+    token = login(client, "alice")["access_token"]
+    key = client.post("/api/v1/auth/keys", json={"name": "laptop"}, headers=bearer(token)).get_json()["key"]
+
+    def last_used() -> dt.datetime | None:
+        with session_scope(mu_settings.effective_database_url) as session:
+            return session.scalar(sa.select(ApiKey.last_used_at).where(ApiKey.name == "laptop"))
+
+    assert last_used() is None
+    assert client.get("/api/v1/audio/usage", headers={"X-API-KEY": key}).status_code == 200
+    first = last_used()
+    assert first is not None
+    assert client.get("/api/v1/audio/usage", headers={"X-API-KEY": key}).status_code == 200
+    assert last_used() == first  # within the minute: no write
+    with session_scope(mu_settings.effective_database_url) as session:
+        session.execute(sa.update(ApiKey).where(ApiKey.name == "laptop")
+                        .values(last_used_at=first - dt.timedelta(minutes=2)))
+    assert client.get("/api/v1/audio/usage", headers={"X-API-KEY": key}).status_code == 200
+    assert last_used() > first - dt.timedelta(minutes=2)  # type: ignore[operator]
