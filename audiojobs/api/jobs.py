@@ -360,7 +360,8 @@ def cancel(job_id: str) -> ResponseReturnValue:
 @login_required
 def analyze(job_id: str) -> ResponseReturnValue:
     settings = current_settings()
-    req = parse_model(AnalyzeRequest, parse_json_object(request.get_data(cache=False)))
+    raw = request.get_data(cache=False)
+    req = parse_model(AnalyzeRequest, parse_json_object(raw) if raw.strip() else {})  # no body: the defaults
     api_name = check_analysis(req.api_name, req.analysis_prompt, settings)
     with session_scope(settings.effective_database_url) as session:
         job = service.get_job_for(session, parse_job_id(job_id), g.principal)

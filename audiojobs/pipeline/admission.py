@@ -105,12 +105,14 @@ def release(settings: Settings, celery: Celery, owner: str, job_id: int) -> None
         log.warning("job %s: slot not released now (%r); the reaper will", job_id, exc)
 
 
-def reconcile_slots(settings: Settings) -> int:
-    """Bring the slot sets in line with the jobs table: every admitted active job holds a slot
-    (re-added after a Redis loss), jobs that are final or gone do not. How many slots were dropped."""
+def reconcile_slots(settings: Settings, owner: str | None = None) -> int:
+    """Bring the slot sets (of every owner, or of ``owner``) in line with the jobs table: every
+    admitted active job holds a slot (re-added after a Redis loss), jobs that are final or gone do
+    not. How many slots were dropped."""
     slots = slots_for(settings)
-    members = {owner: slots.members(owner) for owner in slots.users_with_slots()}
+    members = {each: slots.members(each) for each in ([owner] if owner else slots.users_with_slots())}
     with session_scope(settings.effective_database_url) as session:
         held = recovery.admitted_active_jobs(session)
         finished = set(service.final_job_ids(session, sorted({j for ids in members.values() for j in ids})))
-    return sum(len(slots.reconcile(owner, held.get(owner, []), finished)) for owner in set(held) | set(members))
+    owners = [owner] if owner else sorted(set(held) | set(members))
+    return sum(len(slots.reconcile(each, held.get(each, []), finished)) for each in owners)

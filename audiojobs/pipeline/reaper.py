@@ -23,7 +23,7 @@ from audiojobs import webhooks
 from audiojobs.analysis import reruns as analyses
 from audiojobs.config import Settings
 from audiojobs.db import session_scope, utcnow
-from audiojobs.jobs import recovery, service
+from audiojobs.jobs import recovery
 from audiojobs.pipeline import admission
 from audiojobs.pipeline.flow import publish
 from audiojobs.quotas import minutes
@@ -81,7 +81,6 @@ def reset_quotas(settings: Settings, celery: Celery, user_id: str | None = None,
     ledger rows, rebuild the Redis usage counters from the ledger, clear stale concurrency slots."""
     day = day or minutes.utc_today()
     client = admission.redis_client(settings)
-    slots = admission.slots_for(settings)
     with session_scope(settings.effective_database_url) as session:
         owners = [user_id] if user_id else sorted(set(users_service.all_user_ids(session, settings))
                                                   | set(recovery.admitted_active_jobs(session)))
@@ -89,13 +88,7 @@ def reset_quotas(settings: Settings, celery: Celery, user_id: str | None = None,
             minutes.start_day(session, owner, day)
     with session_scope(settings.effective_database_url) as session:
         mirrored = minutes.rebuild_mirror(session, client, day, user_id)
-    if user_id is None:
-        cleared = admission.reconcile_slots(settings)
-    else:
-        with session_scope(settings.effective_database_url) as session:
-            held = recovery.admitted_active_jobs(session).get(user_id, [])
-            final = set(service.final_job_ids(session, slots.members(user_id)))
-        cleared = len(slots.reconcile(user_id, held, final))
+    cleared = admission.reconcile_slots(settings, user_id)
     admitted = admission.admit(settings, celery)
     report = {"users": len(owners), "counters_rebuilt": mirrored, "stale_slots_cleared": cleared,
               "admitted": admitted}

@@ -167,6 +167,10 @@ def test_analysis_runs_again_with_another_provider_and_a_prompt(rstack: Stack, s
     assert rstack.client.post(url, json={"api_name": "anthropic", "analysis_prompt": "List the action items."},
                               headers=AUTH).status_code == 202
     assert wait_until(analysed)["cached"] is True and len(servers.anthropic.requests) == before + 1
+    # No body at all: the default provider, the built-in summary.
+    assert rstack.client.post(url, headers=AUTH).status_code == 202
+    default = wait_until(analysed)
+    assert default["provider"] == "local" and default["prompt"] is None and default["summary"]
     # Nothing was transcribed again.
     stages = rstack.client.get(f"{BASE}/{job_id}", headers=AUTH).get_json()["stages"]
     assert [s["stage"] for s in stages].count("audio_transcribe") == 1
