@@ -146,6 +146,12 @@ def mark_admitted(session: Session, job_id: int) -> Dispatch | None:
     return Dispatch(job_id, dispatch, Stage(stage or PIPELINE[0].value))
 
 
+def holds_slot(session: Session, job_id: int) -> bool:
+    """The job is admitted and not final: it must hold its owner's slot."""
+    return session.scalar(sa.select(sa.func.count()).select_from(Job).where(
+        Job.id == job_id, Job.status.in_(ACTIVE_STATUSES), Job.admitted_at.is_not(None))) == 1
+
+
 def admitted_active_jobs(session: Session) -> dict[str, list[int]]:
     """Owner -> ids of their active jobs that hold a slot (what the Redis slot sets must say)."""
     rows = session.execute(sa.select(Job.owner_user_id, Job.id).where(

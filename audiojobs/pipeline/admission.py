@@ -24,7 +24,7 @@ from audiojobs.db import session_scope
 from audiojobs.jobs import recovery, service
 from audiojobs.pipeline.flow import publish
 from audiojobs.quotas.limits import limits_for
-from audiojobs.quotas.slots import Slots
+from audiojobs.quotas.slots import Slots, Taken
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +50,21 @@ def _cap(settings: Settings, owner: str) -> int:
 
 
 def _try_admit(settings: Settings, celery: Celery, slots: Slots, owner: str, job_id: int, cap: int) -> bool | None:
-    """True: admitted and sent. False: the owner is at the cap. None: the job no longer waits."""
-    if not slots.acquire(owner, job_id, cap):
+    """True: admitted and sent. False: the owner is at the cap. None: the job no longer waits, or
+    another process is admitting it (it took the slot first)."""
+    taken = slots.acquire(owner, job_id, cap)
+    if taken is Taken.FULL:
         return False
+    if taken is Taken.HELD:
+        # Another admitter took this job's slot: it admits the job (or it already has). Should that
+        # process have died in between, the reaper drops the slot after the grace period.
+        return None
     with session_scope(settings.effective_database_url) as session:
         dispatch = recovery.mark_admitted(session, job_id)
+        holds = dispatch is not None or recovery.holds_slot(session, job_id)
     if dispatch is None:
-        slots.release(owner, job_id)
+        if not holds:  # cancelled or ended meanwhile: the slot taken for it goes back
+            slots.release(owner, job_id)
         return None
     publish(celery, dispatch)  # if this fails, dispatch_due_at makes the reaper send it
     with session_scope(settings.effective_database_url) as session:

@@ -11,13 +11,22 @@ recorded the admission is dropped once it is older than the grace period, so not
 
 from __future__ import annotations
 
+import enum
 import time
 
 import redis
 
+
+class Taken(enum.IntEnum):
+    """What ``Slots.acquire`` did."""
+
+    FULL = 0  # the owner is at the cap: no slot
+    NEW = 1  # this call took the slot: the caller admits the job, or gives the slot back
+    HELD = 2  # the job already held one: someone else took it (admitting it now, or it was admitted)
+
 _ACQUIRE = """
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
-  return 1
+  return 2
 end
 if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
   redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
@@ -37,8 +46,11 @@ class Slots:
         self.grace = grace_seconds
         self._acquire = client.register_script(_ACQUIRE)
 
-    def acquire(self, user_id: str, job_id: int, cap: int) -> bool:
-        return bool(self._acquire(keys=[slots_key(user_id)], args=[str(job_id), cap, time.time()]))
+    def acquire(self, user_id: str, job_id: int, cap: int) -> Taken:
+        """Take a slot for the job if the owner is under the cap. Only the caller that got ``NEW``
+        may give the slot back when the admission does not happen: two admitters racing for one job
+        would otherwise both think the slot theirs, and the loser would free the winner's slot."""
+        return Taken(int(self._acquire(keys=[slots_key(user_id)], args=[str(job_id), cap, time.time()])))
 
     def release(self, user_id: str, job_id: int) -> None:
         self.client.zrem(slots_key(user_id), str(job_id))

@@ -8,16 +8,17 @@ from concurrent.futures import ThreadPoolExecutor
 
 import redis
 
-from audiojobs.quotas.slots import Slots
+from audiojobs.quotas.slots import Slots, Taken
 
 
 def test_racing_acquirers_never_exceed_the_cap(redis_url: str) -> None:
     slots = Slots(redis.Redis.from_url(redis_url), grace_seconds=60)
     with ThreadPoolExecutor(max_workers=16) as pool:
         results = list(pool.map(lambda job: slots.acquire("u", job, 3), range(40)))
-    assert results.count(True) == 3
+    assert results.count(Taken.NEW) == 3 and results.count(Taken.FULL) == 37
     assert len(slots.holders("u")) == 3
-    assert slots.acquire("u", min(slots.holders("u")), 3)  # a holder re-acquires
+    # A second admitter for a job that holds a slot is told so: the slot is not its to give back.
+    assert slots.acquire("u", min(slots.holders("u")), 3) is Taken.HELD
 
 
 def test_an_admitted_job_keeps_its_slot_however_long_it_waits(redis_url: str) -> None:
