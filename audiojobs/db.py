@@ -86,12 +86,21 @@ def get_sessionmaker(url: str) -> sessionmaker[Session]:
     return _sessionmakers[url]
 
 
+_readers: dict[str, Engine] = {}
+
+
+def read_session(url: str) -> Session:
+    """A session for reads only, in autocommit mode: no BEGIN and COMMIT round trips around its
+    queries (a status read is a handful of primary-key lookups). It must not write; close it."""
+    reader = _readers.get(url)
+    if reader is None:
+        reader = _readers[url] = get_engine(url).execution_options(isolation_level="AUTOCOMMIT")
+    return Session(bind=reader, expire_on_commit=False, autoflush=False)
+
+
 @contextmanager
 def read_scope(url: str) -> Iterator[Session]:
-    """A session for reads only, in autocommit mode: no BEGIN and COMMIT round trips around its
-    queries (a status read is a handful of primary-key lookups). It must not write."""
-    session = Session(bind=get_engine(url).execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False,
-                      autoflush=False)
+    session = read_session(url)
     try:
         yield session
     finally:
@@ -117,3 +126,4 @@ def dispose_engines() -> None:
     with _lock:
         for engine in _engines.values():
             engine.dispose(close=False)
+        _readers.clear()

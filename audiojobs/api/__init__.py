@@ -12,6 +12,7 @@ from flask import Flask, Response, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
+from audiojobs.api.reads import close_reader
 from audiojobs.errors import AudioJobsError
 from audiojobs.logs import job_id_var, request_id_var
 
@@ -36,6 +37,7 @@ def init_app(app: Flask) -> None:
     app.before_request(_assign_request_id)
     app.after_request(_echo_request_id)
     app.after_request(_security_headers)
+    app.teardown_request(close_reader)
     app.register_error_handler(AudioJobsError, _handle_app_error)
     app.register_error_handler(HTTPException, _handle_http_error)
     app.register_error_handler(sqlalchemy.exc.OperationalError, _handle_database_down)

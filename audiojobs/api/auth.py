@@ -17,12 +17,12 @@ import jwt
 from flask import current_app, g, request
 from flask_jwt_extended import decode_token
 
+from audiojobs.api.reads import reader
 from audiojobs.config import Settings
-from audiojobs.db import read_scope, session_scope
+from audiojobs.db import session_scope
 from audiojobs.errors import Forbidden, NotFound, Unauthorized
 from audiojobs.jobs.service import Principal
 from audiojobs.users import service as users
-from audiojobs.users.models import User
 
 F = TypeVar("F", bound=Callable[..., Any])
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="audiojobs"'}
@@ -57,12 +57,12 @@ def decode_jwt(token: str, expected_type: str) -> dict[str, Any]:
     return claims
 
 
-def _active(user: User | None, how: str) -> User:
-    if user is None:
+def _active(caller: users.Caller | None, how: str) -> users.Caller:
+    if caller is None:
         raise Unauthorized(f"invalid {how}", headers=CHALLENGE)
-    if user.disabled:
+    if caller.disabled:
         raise Unauthorized("this user is disabled", code="user_disabled", headers=CHALLENGE)
-    return user
+    return caller
 
 
 def authenticate(settings: Settings) -> Principal:
@@ -73,22 +73,21 @@ def authenticate(settings: Settings) -> Principal:
             raise Unauthorized("missing API key: send X-API-KEY or Authorization: Bearer <key>", headers=CHALLENGE)
         if not expected or not hmac.compare_digest(key.encode(), expected.encode()):
             raise Unauthorized("invalid API key", headers=CHALLENGE)
-        return Principal(user_id=settings.single_user_id, is_admin=True)
+        return Principal(user_id=settings.single_user_id, is_admin=True, tier=settings.single_user_tier)
     header_key = request.headers.get("X-API-KEY", "").strip()
     bearer = _bearer()
     if not header_key and not bearer:
         raise Unauthorized("missing credentials: send Authorization: Bearer <token> or X-API-KEY", headers=CHALLENGE)
     touch = None
-    with read_scope(settings.effective_database_url) as session:
-        if header_key or (bearer and not _looks_like_jwt(bearer)):
-            key = header_key or bearer or ""
-            found = users.user_for_api_key(session, key)
-            user = _active(found[0] if found else None, "API key")
-            touch = key if found and found[1] else None
-        else:
-            claims = decode_jwt(bearer or "", "access")
-            user = _active(users.get_user(session, claims.get("sub", "")), "token")
-        principal = Principal(user_id=str(user.id), is_admin=user.is_admin)
+    session = reader(settings.effective_database_url)
+    if header_key or (bearer and not _looks_like_jwt(bearer)):
+        key = header_key or bearer or ""
+        user = _active(users.caller_for_api_key(session, key), "API key")
+        touch = key if user.record_use else None
+    else:
+        claims = decode_jwt(bearer or "", "access")
+        user = _active(users.caller(session, claims.get("sub", "")), "token")
+    principal = Principal(user_id=str(user.user_id), is_admin=user.is_admin, tier=user.tier)
     if touch is not None:
         with session_scope(settings.effective_database_url) as session:
             users.touch_key(session, touch)

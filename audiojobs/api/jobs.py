@@ -26,6 +26,7 @@ from audiojobs.analysis import reruns
 from audiojobs.api import responses as R
 from audiojobs.api.auth import admin_required, current_settings, login_required
 from audiojobs.api.openapi import Param, form_fields_of, form_schema, operation
+from audiojobs.api.reads import reader
 from audiojobs.api.schemas import (
     AnalyzeRequest,
     SubmitRequest,
@@ -48,7 +49,7 @@ from audiojobs.api.serializers import (
     stage_run_to_dict,
 )
 from audiojobs.config import Settings
-from audiojobs.db import read_scope, session_scope, utcnow
+from audiojobs.db import session_scope, utcnow
 from audiojobs.errors import (
     Conflict,
     NotFound,
@@ -66,6 +67,7 @@ from audiojobs.pipeline import admission
 from audiojobs.pipeline.context import SOURCE_STEM, job_dir_for, remove_job_dir
 from audiojobs.quotas import minutes
 from audiojobs.quotas.limits import known_tiers, limits_for, tier_of
+from audiojobs.quotas.tiers import TierLimits
 from audiojobs.users import service as users
 
 log = logging.getLogger(__name__)
@@ -118,7 +120,7 @@ def read_upload(settings: Settings) -> tuple[FileStorage, dict[str, Any], dict[s
     """The multipart ``file`` (at most the caller's tier's file size; 413 above), its name and size,
     and the other fields as a submit body (``true``/``false`` for flags, JSON for ``chunking``)."""
     with session_scope(settings.effective_database_url) as session:
-        limit = limits_for(session, settings, g.principal.user_id).max_file_bytes
+        limit = limits_for(session, settings, g.principal.user_id, g.principal.tier).max_file_bytes
     request.max_content_length = limit + 1024 * 1024  # werkzeug streams to disk and stops at this
     storage = request.files.get("file")
     if storage is None or not storage.filename:
@@ -158,7 +160,7 @@ def create_and_enqueue(settings: Settings, payload: dict[str, Any], key: str | N
                 existing = service.find_idempotent_job(session, owner_user_id=owner, key=key, payload=payload, ttl=ttl)
             if existing is not None:
                 return existing, True
-            check_submit_allowed(session, settings, owner, payload)
+            cap = check_submit_allowed(session, settings, owner, payload).concurrent_jobs
             job = service.create_job(session, owner_user_id=owner, payload=payload, queue=settings.cpu_queue,
                                      max_retries=settings.max_retries, request_id=g.request_id)
             if key is not None:
@@ -184,7 +186,7 @@ def create_and_enqueue(settings: Settings, payload: dict[str, Any], key: str | N
                                      headers={"Retry-After": "5"}) from None
     # The row is committed: only now may a worker see the job. It starts when its owner has a slot.
     try:
-        admission.admit(settings, current_app.extensions["celery"], None if settings.owner_strict else owner)
+        admission.admit(settings, current_app.extensions["celery"], None if settings.owner_strict else owner, cap)
     except (BrokerError, OSError, redis.RedisError) as exc:
         log.error("job %s could not be enqueued: %s", job.id, exc)
         with session_scope(settings.effective_database_url) as session:
@@ -209,17 +211,17 @@ def save_upload(settings: Settings, job_id: int, storage: FileStorage, filename:
     return target
 
 
-def check_submit_allowed(session: Session, settings: Settings, owner: str, payload: dict[str, object]) -> None:
-    """Backlog (429), daily minutes (402) and file size (413), before a job is created."""
+def check_submit_allowed(session: Session, settings: Settings, owner: str, payload: dict[str, object]) -> TierLimits:
+    """Backlog (429), daily minutes (402) and file size (413), before a job is created. The owner's limits."""
     try:
-        _check_submit_allowed(session, settings, owner, payload)
+        return _check_submit_allowed(session, settings, owner, payload)
     except (TooManyRequests, QuotaExceeded, PayloadTooLarge) as refusal:
         metrics.count_refusal(admission.redis_client(settings), refusal.code)
         raise
 
 
-def _check_submit_allowed(session: Session, settings: Settings, owner: str, payload: dict[str, object]) -> None:
-    limits = limits_for(session, settings, owner)
+def _check_submit_allowed(session: Session, settings: Settings, owner: str, payload: dict[str, object]) -> TierLimits:
+    limits = limits_for(session, settings, owner, g.principal.tier if g.principal.user_id == owner else None)
     if service.count_queued(session, owner) >= settings.max_queued_per_user:
         raise TooManyRequests(f"you have {settings.max_queued_per_user} jobs queued already; wait for some to start",
                               headers={"Retry-After": "30"})
@@ -236,6 +238,7 @@ def _check_submit_allowed(session: Session, settings: Settings, owner: str, payl
     local_path = payload.get("local_path")
     if isinstance(local_path, str) and os.path.getsize(local_path) > limits.max_file_bytes:
         raise PayloadTooLarge(f"the file is larger than your tier's {limits.max_file_mb:g} MB", field="local_path")
+    return limits
 
 
 def _accepted(job: Job, replayed: bool = False) -> ResponseReturnValue:
@@ -249,10 +252,9 @@ def _accepted(job: Job, replayed: bool = False) -> ResponseReturnValue:
 @operation("A job's status, stage, error and stage runs", responses={200: R.JobDetail}, errors=(404,))
 @login_required
 def get_job(job_id: str) -> ResponseReturnValue:
-    with read_scope(_db_url()) as session:
-        job = service.get_job_for(session, parse_job_id(job_id), g.principal)
-        body = job_to_dict(job)
-        body["stages"] = [stage_run_to_dict(run) for run in job.stage_runs]
+    job = service.get_job_for(reader(_db_url()), parse_job_id(job_id), g.principal, with_runs=True)
+    body = job_to_dict(job)
+    body["stages"] = [stage_run_to_dict(run) for run in job.stage_runs]
     return jsonify(body)
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import orm
 from sqlalchemy.orm import Session, object_session
 
 from audiojobs.db import utcnow
@@ -53,10 +54,12 @@ ACTIVE_STATUSES = (JobStatus.QUEUED.value, JobStatus.PROCESSING.value)
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: a user id and whether they are an admin."""
+    """Who is calling: a user id and whether they are an admin; their tier name when it was read
+    with them (authentication reads it in the same query), so a submit need not look it up again."""
 
     user_id: str
     is_admin: bool
+    tier: str | None = None
 
 
 class Decision(enum.Enum):
@@ -432,9 +435,17 @@ def get_job(session: Session, job_id: int) -> Job | None:
     return session.get(Job, job_id)
 
 
-def get_job_for(session: Session, job_id: int, principal: Principal) -> Job:
-    """The job, if ``principal`` owns it or is an admin; otherwise NotFound, as if it did not exist."""
-    job = session.get(Job, job_id)
+# Built once: every status read runs it.
+_JOB_WITH_RUNS = sa.select(Job).options(orm.joinedload(Job.stage_runs)).where(Job.id == sa.bindparam("job_id"))
+
+
+def get_job_for(session: Session, job_id: int, principal: Principal, with_runs: bool = False) -> Job:
+    """The job, if ``principal`` owns it or is an admin; otherwise NotFound, as if it did not exist.
+    ``with_runs``: its stage runs loaded in the same query."""
+    if with_runs:
+        job = session.execute(_JOB_WITH_RUNS, {"job_id": job_id}).unique().scalar_one_or_none()
+    else:
+        job = session.get(Job, job_id)
     if job is None or not (principal.is_admin or job.owner_user_id == principal.user_id):
         raise NotFound(f"job {job_id} not found")
     return job

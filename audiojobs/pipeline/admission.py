@@ -73,8 +73,9 @@ def _try_admit(settings: Settings, celery: Celery, slots: Slots, owner: str, job
     return True
 
 
-def admit(settings: Settings, celery: Celery, owner: str | None = None) -> int:
-    """Admit every waiting job that may start now; how many were admitted."""
+def admit(settings: Settings, celery: Celery, owner: str | None = None, cap: int | None = None) -> int:
+    """Admit every waiting job that may start now (only ``owner``'s, whose concurrency cap is
+    ``cap`` when the caller knows it); how many were admitted."""
     slots = slots_for(settings)
     db_url = settings.effective_database_url
     admitted = 0
@@ -93,11 +94,13 @@ def admit(settings: Settings, celery: Celery, owner: str | None = None) -> int:
     with session_scope(db_url) as session:
         owners = [owner] if owner is not None else [o for o, _first in recovery.waiting_owners(session)]
     for each in owners:
-        cap = _cap(settings, each)
+        each_cap = cap if cap is not None and each == owner else _cap(settings, each)
+        if slots.count(each) >= each_cap:
+            continue  # no slot free: nothing of theirs can start (the ones that end admit the next)
         with session_scope(db_url) as session:
-            waiting = recovery.waiting_job_ids(session, each, limit=cap + 5)
+            waiting = recovery.waiting_job_ids(session, each, limit=each_cap + 5)
         for job_id in waiting:
-            outcome = _try_admit(settings, celery, slots, each, job_id, cap)
+            outcome = _try_admit(settings, celery, slots, each, job_id, each_cap)
             if outcome is False:
                 break
             admitted += outcome is True

@@ -21,8 +21,9 @@ def tier_of(session: Session, settings: Settings, user_id: str) -> str | None:
     return user.tier if user is not None else None
 
 
-def limits_for(session: Session, settings: Settings, user_id: str) -> TierLimits:
-    """The limits that apply to ``user_id`` (a tier removed from the config falls back to the default tier)."""
+def limits_for(session: Session, settings: Settings, user_id: str, tier: str | None = None) -> TierLimits:
+    """The limits that apply to ``user_id`` (a tier removed from the config falls back to the default
+    tier). ``tier``: the user's tier name when the caller read it already."""
     tiers = known_tiers(settings)
-    name = tier_of(session, settings, user_id)
+    name = tier if tier is not None else tier_of(session, settings, user_id)
     return tiers.get(name or settings.default_tier) or tiers[settings.default_tier]

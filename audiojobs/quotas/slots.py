@@ -55,6 +55,9 @@ class Slots:
     def release(self, user_id: str, job_id: int) -> None:
         self.client.zrem(slots_key(user_id), str(job_id))
 
+    def count(self, user_id: str) -> int:
+        return int(self.client.zcard(slots_key(user_id)))
+
     def holders(self, user_id: str) -> set[int]:
         return set(self.members(user_id))
 

@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import re
 import secrets
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -103,15 +104,43 @@ def revoke_api_key(session: Session, key_id: int, *, user_id: int, is_admin: boo
 LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
 
 
-def user_for_api_key(session: Session, key: str) -> tuple[User, bool] | None:
-    """The user a (non-revoked) key belongs to, and whether its last use should be recorded now:
-    one query, so a read-only request writes nothing (at most once a minute, see touch_key)."""
-    found = session.execute(sa.select(ApiKey, User).join(User, User.id == ApiKey.user_id)
-                            .where(ApiKey.key_hash == hash_key(key))).first()
-    if found is None or found[0].revoked_at is not None:
+class Caller(NamedTuple):
+    """What authentication needs of a user: read as plain columns, no ORM object built."""
+
+    user_id: int
+    role: str
+    disabled: bool
+    tier: str
+    record_use: bool = False  # the API key's last use is due to be recorded (see touch_key)
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+# Built once: every authenticated request runs it.
+_CALLER_BY_KEY = (sa.select(User.id, User.role, User.disabled, User.tier, ApiKey.last_used_at)
+                  .join(User, User.id == ApiKey.user_id)
+                  .where(ApiKey.key_hash == sa.bindparam("key_hash"), ApiKey.revoked_at.is_(None)))
+
+
+def caller_for_api_key(session: Session, key: str) -> Caller | None:
+    """The user a non-revoked key belongs to, in one query, so a read-only request writes nothing
+    (its last use is recorded at most once a minute, see touch_key)."""
+    found = session.execute(_CALLER_BY_KEY, {"key_hash": hash_key(key)}).first()
+    if found is None:
         return None
-    last = found[0].last_used_at
-    return found[1], last is None or utcnow() - last >= LAST_USED_RESOLUTION
+    user_id, role, disabled, tier, last = found
+    return Caller(user_id, role, disabled, tier, last is None or utcnow() - last >= LAST_USED_RESOLUTION)
+
+
+def caller(session: Session, user_id: str | int) -> Caller | None:
+    try:
+        numeric = int(user_id)
+    except (TypeError, ValueError):
+        return None
+    found = session.execute(sa.select(User.id, User.role, User.disabled, User.tier).where(User.id == numeric)).first()
+    return Caller(*found) if found is not None else None
 
 
 def touch_key(session: Session, key: str) -> None:
