@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from typing import Any
 
@@ -60,6 +61,10 @@ def _setup_logging(**_kwargs: Any) -> None:
 def _after_fork(**_kwargs: Any) -> None:
     # A forked pool process must not reuse its parent's database sockets.
     dispose_engines()
+    # Everything inherited from the parent lives as long as this process: later garbage collections
+    # skip it (a full one otherwise walks every imported module's objects; it also keeps the pages
+    # shared with the parent instead of copying them when the collector touches them).
+    gc.freeze()
     settings = app_settings()
     if settings.gpu_devices:
         pin_gpu(settings.gpu_devices)

@@ -219,6 +219,28 @@ class Stack:
 
         return [child.pid for child in psutil.Process(self.procs[name].pid).children(recursive=True)]
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system, finished children included) used so far by each part of the
+        stack, and by the PostgreSQL server processes when the database is one."""
+        import psutil
+
+        def used(proc: psutil.Process) -> float:
+            try:
+                t = proc.cpu_times()
+            except psutil.Error:
+                return 0.0
+            return t.user + t.system + t.children_user + t.children_system
+
+        totals = {}
+        for name in ("worker", "api", "redis"):
+            top = psutil.Process(self.procs[name].pid)
+            totals[name] = used(top) + sum(used(child) for child in top.children(recursive=True))
+        # Of the worker's, its main process (it consumes the broker and hands tasks to the pool).
+        main = psutil.Process(self.procs["worker"].pid).cpu_times()
+        totals["worker main process"] = main.user + main.system
+        totals["postgres"] = sum(used(p) for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres")
+        return totals
+
 
 def peak_rss_mb(pid: int) -> float:
     """VmHWM: the most resident memory the process ever had."""
@@ -340,11 +362,13 @@ def part_c(report: Report, stack: Stack, jobs: int, tmp: Path, threads: int, pro
     raw = statistics.median(raw_seconds(JFK, tmp, 3, threads))
     ceiling = parallel_raw_rate(JFK, tmp, processes, jobs, threads)
     users = len(stack.users)
+    cpu_before = stack.cpu_seconds()
     started = time.perf_counter()
     ids = [(i % users, stack.submit(i % users, JFK.name)) for i in range(jobs)]
     for user, job_id in ids:
         stack.wait(user, job_id, poll=0.2)
     elapsed = time.perf_counter() - started
+    cpu = {name: (used - cpu_before[name]) / jobs for name, used in stack.cpu_seconds().items()}
     rate = jobs / elapsed * 60
     cores = min(os.cpu_count() or 1, processes)
     ideal = 60 * cores / raw
@@ -354,8 +378,11 @@ def part_c(report: Report, stack: Stack, jobs: int, tmp: Path, threads: int, pro
     report.add("c", f"raw transcribe calls in {processes} processes at once, no pipeline", ceiling, "jobs/min",
                note="what the cores give when both work")
     report.add("c", "throughput / raw calls at once", 100 * rate / ceiling, "%")
+    for name, per_job in cpu.items():
+        report.add("c", f"  CPU per job, {name}", per_job, "s", note=f"raw transcribe: {raw:.2f} s"
+                   if name == "worker" else "")
     report.details["c"] = {"jobs": jobs, "users": users, "seconds": elapsed, "raw_seconds": raw,
-                           "parallel_raw_jobs_per_minute": ceiling}
+                           "parallel_raw_jobs_per_minute": ceiling, "cpu_seconds_per_job": cpu}
 
 
 def ab(url: str, key: str, requests: int, concurrency: int, body: Path | None = None) -> dict[str, float]:

@@ -13,6 +13,7 @@ from audiojobs.transcription.interfaces import (
     TranscriptionResult,
     Word,
 )
+from audiojobs.transcription.wav import SAMPLE_RATE, read_wav, wav_seconds
 
 
 class FasterWhisperBackend:
@@ -46,8 +47,10 @@ class FasterWhisperBackend:
         opts = options or TranscribeOptions()
         if self._batched is not None and self.uses_batches(wav_path):
             return self._transcribe_batched(wav_path, opts, on_segment)
+        audio = read_wav(wav_path)
         segments_iter, info = self._model.transcribe(
-            wav_path, language=opts.language, beam_size=5, word_timestamps=opts.word_timestamps,
+            audio if audio is not None else wav_path, language=opts.language, beam_size=5,
+            word_timestamps=opts.word_timestamps,
             initial_prompt=opts.initial_prompt, hotwords=opts.hotwords, vad_filter=opts.vad_filter)
         segments = [self._segment(seg, opts, 0.0, on_segment) for seg in segments_iter]  # decodes as it goes
         return TranscriptionResult(language=info.language, duration=float(info.duration),
@@ -98,7 +101,6 @@ class FasterWhisperBackend:
         return segment
 
 
-SAMPLE_RATE = 16000  # what audio_convert writes: 16 kHz mono 16-bit PCM
 FRAMES_PER_SECOND = 100  # Whisper's feature frames (seek counts these)
 VAD_SLICE_SECONDS = 60
 BATCH_SLICE_SECONDS = 300
@@ -190,17 +192,6 @@ def speech_spans(audio: Any) -> list[tuple[int, int]]:
             break
         spans.extend((begin + t["start"], begin + t["end"]) for t in get_speech_timestamps(piece, options))
     return spans
-
-
-def wav_seconds(path: str) -> float:
-    """The length of a WAV file from its header (0 when it is not one: then no batching)."""
-    import wave
-
-    try:
-        with wave.open(path, "rb") as wav:
-            return wav.getnframes() / float(wav.getframerate())
-    except (wave.Error, OSError, EOFError, ZeroDivisionError):
-        return 0.0
 
 
 def _cuda_available() -> bool:

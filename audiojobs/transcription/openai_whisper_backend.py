@@ -15,6 +15,7 @@ from audiojobs.transcription.interfaces import (
     TranscriptionResult,
     Word,
 )
+from audiojobs.transcription.wav import read_wav
 
 
 class OpenAIWhisperBackend:
@@ -48,7 +49,9 @@ class OpenAIWhisperBackend:
         import whisper
 
         opts = options or TranscribeOptions()
-        audio = _read_wav(wav_path)
+        audio = read_wav(wav_path)
+        if audio is None:  # not the WAV audio_convert writes: whisper decodes it with ffmpeg
+            audio = whisper.load_audio(wav_path)
         duration = len(audio) / whisper.audio.SAMPLE_RATE
         kwargs: dict[str, Any] = {"language": opts.language, "fp16": self.device == "cuda", "beam_size": 5,
                                   "verbose": None, "word_timestamps": opts.word_timestamps,
@@ -68,17 +71,3 @@ class OpenAIWhisperBackend:
                 on_segment(seg.end)
         return TranscriptionResult(language=result.get("language"), duration=duration, model=self.model_label,
                                    segments=segments)
-
-
-def _read_wav(path: str) -> Any:
-    """The 16 kHz mono 16-bit WAV audio_convert wrote, as float32 in [-1, 1] (what whisper.load_audio
-    returns, without running ffmpeg again)."""
-    import wave
-
-    import numpy as np
-
-    with wave.open(path, "rb") as wav:
-        if (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) != (16000, 1, 2):
-            raise ValueError(f"{path}: expected 16 kHz mono 16-bit WAV")
-        frames = wav.readframes(wav.getnframes())
-    return np.frombuffer(frames, dtype=np.int16).astype(np.float32) / 32768.0

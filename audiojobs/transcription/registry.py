@@ -8,6 +8,7 @@ directory is used as it is.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from pathlib import Path
@@ -70,6 +71,9 @@ def get_backend(requested: str, settings: Settings) -> TranscriptionBackend:
         if loaded is None:
             loaded = _load(backend, name, settings)
             _loaded[key] = loaded
+            # The model and the libraries it imported live as long as the process: collections skip them.
+            gc.collect()
+            gc.freeze()
         return loaded
 
 

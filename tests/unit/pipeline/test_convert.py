@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import wave
 from pathlib import Path
 
@@ -9,7 +12,7 @@ import pytest
 
 from audiojobs.config import Settings
 from audiojobs.errors import InvalidMedia
-from audiojobs.pipeline.convert import to_wav
+from audiojobs.pipeline.convert import exit_waiter, to_wav
 from tests.media import corrupt_file, jfk_as, video_with_jfk, video_without_audio
 from tests.services import JFK_FLAC
 
@@ -48,4 +51,30 @@ def test_non_audio_is_invalid_media_with_a_readable_message(tmp_path: Path, make
     assert info.value.code == "invalid_media"
     assert reason in info.value.message
     assert str(tmp_path) not in info.value.message  # no server paths in what users read
+    assert not (tmp_path / "out.wav").exists() and not list(tmp_path.glob(".out.wav*"))
+
+
+def test_exit_waiter_wakes_when_the_process_exits_and_times_out_while_it_runs() -> None:
+    with subprocess.Popen(["sleep", "30"]) as running:
+        with exit_waiter(running) as wait:
+            assert wait(0.2) is False
+            running.kill()
+            assert wait(10) is True
+        assert running.returncode == -signal.SIGKILL
+    with subprocess.Popen(["true"]) as quick, exit_waiter(quick) as wait:
+        assert wait(10) is True and quick.returncode == 0
+
+
+def test_a_stop_while_ffmpeg_runs_kills_it_and_leaves_nothing(tmp_path: Path) -> None:
+    source = tmp_path / "never-written.wav"
+    os.mkfifo(source)  # ffmpeg waits on it for ever: only the stop check ends the decode
+    calls: list[int] = []
+
+    def stop() -> None:
+        calls.append(1)
+        raise RuntimeError("cancelled")
+
+    with pytest.raises(RuntimeError, match="cancelled"):
+        to_wav(source, tmp_path / "out.wav", SETTINGS, check_stopped=stop)
+    assert calls == [1]
     assert not (tmp_path / "out.wav").exists() and not list(tmp_path.glob(".out.wav*"))
