@@ -99,15 +99,6 @@ def read_session(url: str) -> Session:
 
 
 @contextmanager
-def read_scope(url: str) -> Iterator[Session]:
-    session = read_session(url)
-    try:
-        yield session
-    finally:
-        session.close()
-
-
-@contextmanager
 def session_scope(url: str) -> Iterator[Session]:
     """A session that commits when the block ends normally and rolls back on any exception."""
     session = get_sessionmaker(url)()
