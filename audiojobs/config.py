@@ -150,6 +150,8 @@ _SPECS: tuple[tuple[str, str, Callable[[str, str], Any], str, str], ...] = (
      "retries per job (transient errors, lost workers) before it fails"),
     ("reaper_interval", "AUDIO_REAPER_INTERVAL_SECONDS", _parse_int(1), "10",
      "how often beat runs the reaper (expired leases, broker loss, due retries)"),
+    ("stall_seconds", "AUDIO_STALL_SECONDS", _parse_int(0), "0",
+     "a job with no lease, message or change this long gets a new dispatch (stall watchdog); 0 = JOBS_LEASE_SECONDS"),
     ("soft_shutdown_seconds", "AUDIO_WORKER_SOFT_SHUTDOWN_SECONDS", _parse_int(0), "30",
      "on SIGTERM a worker lets running stages finish this long, then hands them back"),
     ("idempotency_ttl", "AUDIO_IDEMPOTENCY_TTL_SECONDS", _parse_int(1), "86400",
@@ -256,6 +258,7 @@ class Settings:
     lease_seconds: int
     max_retries: int
     reaper_interval: int
+    stall_seconds: int
     soft_shutdown_seconds: int
     idempotency_ttl: int
     stage_time_limit: int
@@ -354,6 +357,11 @@ class Settings:
     @property
     def resolved_local_roots(self) -> tuple[Path, ...]:
         return tuple(Path(root).resolve() for root in self.local_roots)
+
+    @property
+    def effective_stall_seconds(self) -> int:
+        """How long the stall watchdog lets a job sit without a lease, a message or a change."""
+        return self.stall_seconds or self.lease_seconds
 
     @property
     def broker_visibility_timeout(self) -> int:

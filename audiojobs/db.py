@@ -51,6 +51,11 @@ class Base(DeclarativeBase):
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # pysqlite would send its own BEGIN (deferred) only before the first write, so a transaction's
+    # reads ran outside it and its writes acted on what they read earlier: two workers could both
+    # start one stage, and the reaper re-dispatch a job whose stage was starting (issue 12). We send
+    # BEGIN IMMEDIATE ourselves (see _sqlite_begin) and turn pysqlite's off.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     # WAL lets the API read while a worker writes; the busy timeout waits out short write locks.
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -58,6 +63,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _sqlite_begin(conn: sa.Connection) -> None:
+    """Every SQLite transaction takes the write lock at its start, so read-then-write transactions
+    (a stage's begin and end, the reaper's passes) run one after another, as FOR UPDATE makes them
+    on PostgreSQL. Reads in autocommit (``read_session``) take no lock; in WAL mode they never wait."""
+    if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def get_engine(url: str) -> Engine:
@@ -76,6 +89,7 @@ def get_engine(url: str) -> Engine:
             engine = sa.create_engine(url, **kwargs)
             if parsed.get_backend_name() == "sqlite":
                 event.listen(engine, "connect", _sqlite_pragmas)
+                event.listen(engine, "begin", _sqlite_begin)
             _engines[url] = engine
             _sessionmakers[url] = sessionmaker(bind=engine, expire_on_commit=False)
         return engine

@@ -50,6 +50,10 @@ def count_refusal(client: redis.Redis, reason: str) -> None:
     _safely("quota refusal", client.hincrby, f"{PREFIX}:quota_refusals", reason, 1)
 
 
+def count_stall(client: redis.Redis, stage: str) -> None:
+    _safely("stall", client.hincrby, f"{PREFIX}:stalls", stage, 1)
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -100,6 +104,11 @@ class AudioJobsCollector:
         for reason, refused in sorted(self.client.hgetall(f"{PREFIX}:quota_refusals").items()):
             refusals.add_metric([_text(reason)], float(refused))
         yield refusals
+        stalls = CounterMetricFamily("audiojobs_stalls", "Jobs the reaper's stall watchdog found stranded "
+                                     "(no lease, message or change) and dispatched again, by stage.", labels=["stage"])
+        for stalled_stage, stall_count in sorted(self.client.hgetall(f"{PREFIX}:stalls").items()):
+            stalls.add_metric([_text(stalled_stage)], float(stall_count))
+        yield stalls
 
 
 def render(client: redis.Redis, job_counts: dict[str, int], queues: Iterable[str]) -> bytes:

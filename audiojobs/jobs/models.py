@@ -55,6 +55,8 @@ class Job(Base):
     dispatch_due_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     attempt_errors: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, nullable=False, default=list,
                                                                  server_default="[]")
+    # Times the reaper's stall watchdog gave the job a new dispatch (no lease, no message, no change).
+    stall_rescues: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0, server_default="0")
     cancelled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # Holds one of its owner's concurrency slots since then (None: waiting for a slot).
     admitted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
@@ -197,3 +199,14 @@ class IdempotencyKey(Base):
     body_hash: Mapped[str] = mapped_column(sa.String(64), nullable=False)
     job_id: Mapped[int] = mapped_column(sa.ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+
+
+class SystemState(Base):
+    """Small facts about the system as a whole, e.g. ``broker_epoch``: the token the reaper last
+    saw in Redis. Redis without the token and a recorded one here means Redis came back empty."""
+
+    __tablename__ = "system_state"
+
+    key: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)

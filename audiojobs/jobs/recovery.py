@@ -1,11 +1,14 @@
 """Recovery writes on Job rows: expired leases, abandoned runs, broker loss, and the dispatch outbox.
 
-The reaper (pipeline/reaper.py) calls these; see service.py for the tokens they rely on.
+The reaper (pipeline/reaper.py) calls these; see service.py for the tokens they rely on. Every
+function that changes a job's dispatch locks its row first, so it runs before or after a stage's
+begin or end, never in between.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -18,36 +21,34 @@ from audiojobs.jobs.service import (
     Dispatch,
     close_run,
     end_job,
+    lose_attempt,
     note_error,
-    open_runs,
     set_status,
 )
 from audiojobs.jobs.states import FINAL_STATUSES, PIPELINE, JobStatus, Stage, StageRunStatus
 
 
-def reap_expired_leases(session: Session) -> list[int]:
-    """Jobs whose running attempt's lease ran out (its worker died or hangs): retry or fail them."""
+def reap_expired_leases(session: Session, holder_is_dead: Callable[[str], bool] | None = None) -> list[int]:
+    """Jobs whose running attempt lost its worker: the lease ran out (the worker died or hangs), or
+    ``holder_is_dead`` says the holder is a process of this host that is gone (no need to wait for
+    its lease). Each is sent again from its stage, one retry spent, or fails past ``max_retries``."""
     now = utcnow()
-    query = (sa.select(Job).where(Job.status == JobStatus.PROCESSING.value, Job.leased_until.is_not(None),
-                                  Job.leased_until < now).with_for_update(skip_locked=True))
-    reaped = []
-    for job in session.scalars(query):
-        stage = job.stage or PIPELINE[0].value
-        for run in open_runs(session, job.id):
-            close_run(run, StageRunStatus.LOST, "lease_expired", f"lease of {run.worker_id} ran out")
-        job.retry_count += 1
-        note_error(job, stage, "lease_expired", f"the lease of {job.worker_id} on {stage} ran out")
-        if job.retry_count > job.max_retries:
-            end_job(job, JobStatus.FAILED, "lease_expired",
-                 f"{stage} lost its worker {job.retry_count} times; giving up")
-        else:
+    expired = (sa.select(Job).where(Job.status == JobStatus.PROCESSING.value, Job.leased_until.is_not(None),
+                                    Job.leased_until < now).with_for_update(skip_locked=True))
+    lost = [(job, "lease_expired", "whose lease ran out during") for job in session.scalars(expired)]
+    if holder_is_dead is not None:
+        live = (sa.select(Job).where(Job.status == JobStatus.PROCESSING.value, Job.leased_until >= now)
+                .with_for_update(skip_locked=True))
+        lost += [(job, "worker_lost", "stopped during") for job in session.scalars(live)
+                 if job.worker_id and holder_is_dead(job.worker_id)]
+    for job, code, what in lost:
+        if lose_attempt(session, job, code, what):
             set_status(job, JobStatus.QUEUED)
             job.leased_until = None
             job.worker_id = None
             job.dispatch += 1
             job.dispatch_due_at = now
-        reaped.append(job.id)
-    return reaped
+    return [job.id for job, _code, _what in lost]
 
 
 def close_abandoned_runs(session: Session, older_than: dt.timedelta) -> int:
@@ -63,17 +64,55 @@ def close_abandoned_runs(session: Session, older_than: dt.timedelta) -> int:
 
 
 def redispatch_waiting(session: Session) -> list[int]:
-    """The broker lost its messages: every active job not held by a live lease gets a new dispatch."""
+    """The broker lost its messages: every active job not held by a live lease gets a new dispatch.
+
+    Rows another transaction holds (a stage beginning or ending) are waited for, not skipped: once
+    that commits, the row is read again, and a stage that began is left to its lease."""
     now = utcnow()
     query = (sa.select(Job).where(Job.status.in_(ACTIVE_STATUSES), Job.admitted_at.is_not(None),
                                   sa.or_(Job.leased_until.is_(None), Job.leased_until < now))
-             .with_for_update(skip_locked=True))
+             .with_for_update())
     ids = []
     for job in session.scalars(query):
         job.dispatch += 1
         job.dispatch_due_at = now - DISPATCH_GRACE
         ids.append(job.id)
     return ids
+
+
+def stall_candidates(session: Session, unchanged_for: dt.timedelta, limit: int = 1000) -> list[Dispatch]:
+    """Active admitted jobs with no lease, no due dispatch and no change for ``unchanged_for``: each
+    is either waiting in a queue or stranded; the reaper asks the broker which (pipeline/broker.py)."""
+    cutoff = utcnow() - unchanged_for
+    rows = session.execute(
+        sa.select(Job.id, Job.dispatch, Job.stage).where(
+            Job.status.in_(ACTIVE_STATUSES), Job.admitted_at.is_not(None), Job.leased_until.is_(None),
+            Job.dispatch_due_at.is_(None), Job.updated_at < cutoff,
+        ).order_by(Job.id).limit(limit)
+    )
+    return [Dispatch(job_id, dispatch, Stage(stage or PIPELINE[0].value)) for job_id, dispatch, stage in rows]
+
+
+def rescue_stalled(session: Session, stalled: Dispatch, unchanged_for: dt.timedelta) -> str | None:
+    """A stranded job (no lease, no due dispatch, no message, no change): a new dispatch, due now
+    (``rescued``), or ``failed`` / ``stalled`` once rescued more than ``max_retries`` times. None when
+    the job moved meanwhile."""
+    job = session.execute(sa.select(Job).where(Job.id == stalled.job_id).with_for_update()).scalar_one_or_none()
+    if (job is None or job.status not in ACTIVE_STATUSES or job.dispatch != stalled.dispatch
+            or job.leased_until is not None or job.dispatch_due_at is not None):
+        return None
+    job.stall_rescues += 1
+    stage = job.stage or PIPELINE[0].value
+    message = (f"no lease, message or change for {unchanged_for.total_seconds():.0f} s at {stage}"
+               f" (rescue {job.stall_rescues})")
+    note_error(job, stage, "stalled", message)
+    if job.stall_rescues > job.max_retries:
+        end_job(job, JobStatus.FAILED, "stalled", f"stalled {job.stall_rescues} times at {stage}; giving up")
+        return "failed"
+    job.dispatch += 1
+    job.dispatch_due_at = utcnow() - DISPATCH_GRACE
+    job.updated_at = utcnow()
+    return "rescued"
 
 
 def due_dispatches(session: Session, limit: int = 500) -> list[Dispatch]:

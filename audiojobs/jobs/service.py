@@ -65,7 +65,8 @@ class Principal:
 class Decision(enum.Enum):
     START = "start"  # run the stage now
     SKIP_DONE = "skip_done"  # the stage already succeeded: let the chain go on
-    IGNORE = "ignore"  # not ours to run (stale message, final job, live lease elsewhere)
+    WAIT = "wait"  # the job's current dispatch, but another attempt holds a live lease: come back later
+    IGNORE = "ignore"  # not ours to run (stale message, final job, another stage's message)
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ class StageDecision:
     reason: str
     attempt: Attempt | None = None
     job_status: str | None = None
+    retry_in: float | None = None  # WAIT: seconds until the message should be delivered again
 
 
 @dataclass(frozen=True)
@@ -99,8 +101,23 @@ class Dispatch:
     stage: Stage
 
 
+@dataclass(frozen=True)
+class StageEnd:
+    """What ``finish_stage`` did. ``moved_on``: the job is at its next stage and the attempt's chain
+    sends it. ``redispatch``: the job was re-dispatched while the attempt ran, so the chain's next
+    message would be stale: publish this instead (it is also due in the outbox)."""
+
+    moved_on: bool
+    redispatch: Dispatch | None = None
+
+
+# A message that meets a live lease comes back after at most this long (or when the lease ends).
+WAIT_POLL_SECONDS = 5.0
+
+
 def _lock_job(session: Session, job_id: int) -> Job | None:
-    # FOR UPDATE serialises competing workers on PostgreSQL; SQLite serialises writers anyway.
+    # FOR UPDATE serialises competing workers on PostgreSQL; on SQLite every transaction begins
+    # with BEGIN IMMEDIATE (db.py), which serialises them from their first read.
     return session.execute(sa.select(Job).where(Job.id == job_id).with_for_update()).scalar_one_or_none()
 
 
@@ -130,6 +147,23 @@ def open_runs(session: Session, job_id: int) -> list[StageRun]:
     return list(session.scalars(
         sa.select(StageRun).where(StageRun.job_id == job_id, StageRun.finished_at.is_(None)).order_by(StageRun.id)
     ))
+
+
+def lose_attempt(session: Session, job: Job, code: str, what: str) -> bool:
+    """The job's running attempt lost its worker (died, hung, lease ran out): close its runs
+    ``lost`` and spend a retry. False when that was the last retry: the job ended ``failed`` /
+    ``lease_expired``. ``what`` completes "worker W <what> STAGE" in the job's attempt errors."""
+    stage = job.stage or PIPELINE[0].value
+    runs = open_runs(session, job.id)
+    holder = runs[-1].worker_id if runs else job.worker_id
+    for run in runs:
+        close_run(run, StageRunStatus.LOST, code, f"worker {run.worker_id} {what} the stage")
+    job.retry_count += 1
+    note_error(job, stage, code, f"worker {holder} {what} {stage}")
+    if job.retry_count > job.max_retries:
+        end_job(job, JobStatus.FAILED, "lease_expired", f"{stage} lost its worker {job.retry_count} times; giving up")
+        return False
+    return True
 
 
 def end_job(job: Job, status: JobStatus, code: str | None, message: str | None) -> None:
@@ -217,17 +251,13 @@ def begin_stage(session: Session, job_id: int, stage: Stage, *, dispatch: int, w
     now = utcnow()
     if (job.leased_until is not None and job.leased_until > now and job.worker_id
             and job.worker_id != worker_id and not holder_is_dead(job.worker_id)):
-        return StageDecision(Decision.IGNORE, f"leased by {job.worker_id} until {job.leased_until.isoformat()}")
-    dangling = open_runs(session, job_id)
-    if dangling:  # an earlier attempt never finished: its worker died. That costs a retry.
-        for run in dangling:
-            close_run(run, StageRunStatus.LOST, "worker_lost", f"worker {run.worker_id} stopped during the stage")
-        job.retry_count += 1
-        note_error(job, stage.value, "worker_lost", f"worker {dangling[-1].worker_id} stopped during {stage.value}")
-        if job.retry_count > job.max_retries:
-            end_job(job, JobStatus.FAILED, "lease_expired",
-                 f"{stage.value} lost its worker {job.retry_count} times; giving up")
-            return StageDecision(Decision.IGNORE, "retries exhausted", job_status=job.status)
+        # This message is the job's current dispatch: dropping it could leave the job with none
+        # (should the holder's chain end stale). It comes back when the lease or the stage ends.
+        remaining = (job.leased_until - now).total_seconds()
+        return StageDecision(Decision.WAIT, f"leased by {job.worker_id} until {job.leased_until.isoformat()}",
+                             retry_in=max(0.5, min(WAIT_POLL_SECONDS, remaining)))
+    if open_runs(session, job_id) and not lose_attempt(session, job, "worker_lost", "stopped during"):
+        return StageDecision(Decision.IGNORE, "retries exhausted", job_status=job.status)
     set_status(job, JobStatus.PROCESSING)
     job.fence += 1
     job.stage = stage.value
@@ -295,19 +325,25 @@ def attempt_lost_reason(session: Session, attempt: Attempt) -> str | None:
     return None
 
 
-def finish_stage(session: Session, attempt: Attempt, *, skipped: bool = False) -> bool:
-    """Close the attempt's run and move the job to its next stage; False if the attempt is stale."""
+def finish_stage(session: Session, attempt: Attempt, *, skipped: bool = False) -> StageEnd:
+    """Close the attempt's run and move the job to its next stage (see ``StageEnd``)."""
     job = _own_job(session, attempt)
     if job is None:
         _close_stale_run(session, attempt)
-        return False
+        return StageEnd(moved_on=False)
     _close_own_run(session, attempt, StageRunStatus.SKIPPED if skipped else StageRunStatus.SUCCEEDED)
     following = next_stage(attempt.stage)
+    now = utcnow()
     if following is not None:
         job.stage = following.value
     job.leased_until = None
-    job.updated_at = utcnow()
-    return True
+    job.updated_at = now
+    if job.dispatch != attempt.dispatch and following is not None:
+        # Re-dispatched while this attempt ran: the chain's next message carries the old token and
+        # would be ignored. The outbox makes the next stage due now; the caller publishes it at once.
+        job.dispatch_due_at = now
+        return StageEnd(moved_on=True, redispatch=Dispatch(job.id, job.dispatch, following))
+    return StageEnd(moved_on=True)
 
 
 def fail_job(session: Session, job_id: int, *, code: str, message: str, attempt: Attempt | None = None) -> bool:

@@ -22,7 +22,7 @@ from celery import Celery
 from audiojobs.config import Settings
 from audiojobs.db import session_scope
 from audiojobs.jobs import recovery, service
-from audiojobs.pipeline.flow import publish
+from audiojobs.pipeline.flow import publish_and_mark
 from audiojobs.quotas.limits import limits_for
 from audiojobs.quotas.slots import Slots, Taken
 
@@ -66,9 +66,7 @@ def _try_admit(settings: Settings, celery: Celery, slots: Slots, owner: str, job
         if not holds:  # cancelled or ended meanwhile: the slot taken for it goes back
             slots.release(owner, job_id)
         return None
-    publish(celery, dispatch)  # if this fails, dispatch_due_at makes the reaper send it
-    with session_scope(settings.effective_database_url) as session:
-        recovery.mark_published(session, dispatch)
+    publish_and_mark(settings, celery, dispatch)
     log.info("job %s admitted for owner %s", job_id, owner)
     return True
 

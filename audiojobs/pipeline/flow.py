@@ -5,6 +5,9 @@ from __future__ import annotations
 from celery import Celery, chain
 from celery.canvas import Signature
 
+from audiojobs.config import Settings
+from audiojobs.db import session_scope
+from audiojobs.jobs import recovery
 from audiojobs.jobs.service import Dispatch
 from audiojobs.jobs.states import PIPELINE, Stage
 
@@ -22,3 +25,11 @@ def pipeline_for(celery: Celery, job_id: int, dispatch: int = 1, first: Stage = 
 def publish(celery: Celery, dispatch: Dispatch) -> None:
     """Send the job's remaining stages. Call only after the job row (and its dispatch) is committed."""
     pipeline_for(celery, dispatch.job_id, dispatch.dispatch, dispatch.stage).apply_async()
+
+
+def publish_and_mark(settings: Settings, celery: Celery, dispatch: Dispatch) -> None:
+    """Publish a dispatch that is due in the outbox, then take it out. If publishing fails the
+    dispatch stays due and the reaper sends it; if marking fails it is sent twice (harmless)."""
+    publish(celery, dispatch)
+    with session_scope(settings.effective_database_url) as session:
+        recovery.mark_published(session, dispatch)

@@ -2,13 +2,19 @@
 
 Each pass (``AUDIO_REAPER_INTERVAL_SECONDS``):
 
-1. jobs whose running stage's lease ran out (the worker died or hangs) are retried from that
-   stage with ``retry_count + 1``, or end ``failed``/``lease_expired`` past ``max_retries``;
-2. if Redis came back empty (the epoch key is gone: a restart without persistence), every active
-   job that no live lease holds gets a new dispatch;
-3. every dispatch that is due and unpublished (retries after their backoff, the above, messages
+1. jobs whose running stage lost its worker (the lease ran out, or the holder is a process of
+   this host that is gone) are retried from that stage with ``retry_count + 1``, or end
+   ``failed``/``lease_expired`` past ``max_retries``;
+2. the broker epoch (pipeline/broker.py): if Redis came back empty, every active job that no
+   live lease holds gets a new dispatch; a new Redis re-sends nothing;
+3. the stall watchdog: an active job with no live lease, no due dispatch, no change for
+   ``AUDIO_STALL_SECONDS`` and no message of its current dispatch in the broker (seen so on two
+   passes) gets a new dispatch, or ends ``failed``/``stalled`` once rescued more than
+   ``max_retries`` times;
+4. every dispatch that is due and unpublished (retries after their backoff, the above, messages
    whose publishing failed) is published;
-4. the per-user slot sets are brought in line with the jobs table, and waiting jobs admitted.
+5. the per-user slot sets are brought in line with the jobs table, and waiting jobs admitted;
+   due webhook deliveries and lost analysis re-runs are sent.
 """
 
 from __future__ import annotations
@@ -17,21 +23,21 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 
+import redis
 from celery import Celery
 
-from audiojobs import webhooks
+from audiojobs import metrics, webhooks
 from audiojobs.analysis import reruns as analyses
 from audiojobs.config import Settings
-from audiojobs.db import session_scope, utcnow
+from audiojobs.db import session_scope
 from audiojobs.jobs import recovery
-from audiojobs.pipeline import admission
-from audiojobs.pipeline.flow import publish
+from audiojobs.pipeline import admission, broker
+from audiojobs.pipeline.flow import publish_and_mark
+from audiojobs.pipeline.guard import holder_is_dead
 from audiojobs.quotas import minutes
 from audiojobs.users import service as users_service
 
 log = logging.getLogger(__name__)
-
-EPOCH_KEY = "audiojobs:broker_epoch"
 
 
 @dataclass(frozen=True)
@@ -39,38 +45,52 @@ class ReapReport:
     expired: int
     redispatched: int
     published: int
-    broker_was_reset: bool
+    broker_was_reset: bool  # Redis came back empty (not: a new Redis)
     admitted: int
+    stalled: int = 0
+
+
+def watch_for_stalls(settings: Settings, celery: Celery, client: redis.Redis) -> list[int]:
+    """Step 3: rescue the jobs nothing will move; their ids."""
+    unchanged_for = dt.timedelta(seconds=settings.effective_stall_seconds)
+    with session_scope(settings.effective_database_url) as session:
+        candidates = recovery.stall_candidates(session, unchanged_for)
+    orphans = broker.confirmed(client, broker.without_messages(settings, celery, client, candidates))
+    rescued = []
+    for orphan in orphans:
+        with session_scope(settings.effective_database_url) as session:
+            outcome = recovery.rescue_stalled(session, orphan, unchanged_for)
+        if outcome is None:
+            continue
+        rescued.append(orphan.job_id)
+        metrics.count_stall(client, orphan.stage.value)
+        log.warning("job %s stalled at %s (no lease, message or change for %d s, dispatch %s): %s",
+                    orphan.job_id, orphan.stage.value, unchanged_for.total_seconds(), orphan.dispatch,
+                    "dispatched again" if outcome == "rescued" else "failed: rescued too often")
+    return rescued
 
 
 def reap(settings: Settings, celery: Celery) -> ReapReport:
     db_url = settings.effective_database_url
     with session_scope(db_url) as session:
-        expired = recovery.reap_expired_leases(session)
+        expired = recovery.reap_expired_leases(session, holder_is_dead=holder_is_dead)
         recovery.close_abandoned_runs(session, dt.timedelta(seconds=settings.lease_seconds))
     client = admission.redis_client(settings)
-    redispatched: list[int] = []
-    broker_was_reset = not client.exists(EPOCH_KEY)
-    if broker_was_reset:
-        with session_scope(db_url) as session:
-            redispatched = recovery.redispatch_waiting(session)
-        client.set(EPOCH_KEY, utcnow().isoformat())
+    epoch, redispatched = broker.renew_epoch(settings, client)
+    stalled = watch_for_stalls(settings, celery, client)
     with session_scope(db_url) as session:
         due = recovery.due_dispatches(session)
-    published = 0
     for dispatch in due:
-        publish(celery, dispatch)
-        with session_scope(db_url) as session:
-            recovery.mark_published(session, dispatch)
-        published += 1
+        publish_and_mark(settings, celery, dispatch)
     # Slots follow the jobs table (renewed, re-added after a Redis loss, freed for ended jobs),
     # then every waiting job that may start now is admitted.
     admission.reconcile_slots(settings)
     admitted = admission.admit(settings, celery)
     webhooks.dispatch_due(settings, celery)  # first sends that never happened, and retries now due
     analyses.redispatch_lost(settings, celery)
-    report = ReapReport(len(expired), len(redispatched), published, broker_was_reset, admitted)
-    if expired or redispatched or published or admitted:
+    report = ReapReport(len(expired), len(redispatched), len(due), epoch is broker.Epoch.LOST, admitted,
+                        len(stalled))
+    if expired or redispatched or due or admitted or stalled:
         log.info("reaper: %s", report)
     return report
 

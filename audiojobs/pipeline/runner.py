@@ -1,7 +1,8 @@
 """StageTask: the one place that turns a delivered stage message into job state.
 
 Every stage task calls ``run_stage``. It asks the job service what the message means (start an
-attempt, skip a stage already done, or ignore a stale or foreign message), runs the plain stage
+attempt, skip a stage already done, wait for another attempt's lease, or ignore a stale or foreign
+message), runs the plain stage
 function under a heartbeat, and then moves the job on, schedules a retry for a transient error,
 or ends the job ``failed`` with the error's code. Ending a job, or ignoring a message, raises
 ``Ignore``, which also stops the rest of the chain.
@@ -33,6 +34,7 @@ from audiojobs.jobs.states import PIPELINE, JobStatus, Stage
 from audiojobs.logs import job_id_var, request_id_var
 from audiojobs.pipeline import admission
 from audiojobs.pipeline.context import Outcome, StageContext, remove_job_dir
+from audiojobs.pipeline.flow import publish_and_mark
 from audiojobs.pipeline.guard import AttemptGuard, AttemptStopped, holder_is_dead, worker_id
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,11 @@ class StageTask(AudioJobsTask):
         if decision.decision is Decision.SKIP_DONE:
             log.info("job %s: %s already done; the chain goes on", job_id, stage.value)
             return
+        if decision.decision is Decision.WAIT and decision.retry_in is not None:
+            # The job's current dispatch: never dropped. It comes back, chain and all, after the
+            # holder's lease or stage ends (then it starts, or finds the stage done and goes on).
+            log.info("job %s: %s message waits %.1f s: %s", job_id, stage.value, decision.retry_in, decision.reason)
+            raise self.retry(countdown=decision.retry_in, max_retries=None)
         if decision.decision is Decision.IGNORE or decision.attempt is None:
             log.info("job %s: %s message ignored: %s", job_id, stage.value, decision.reason)
             if decision.job_status in _CLEAN_UP_AFTER:
@@ -115,13 +122,20 @@ class StageTask(AudioJobsTask):
             return
         try:
             with session_scope(db_url) as session:
-                moved_on = service.finish_stage(session, attempt, skipped=outcome is Outcome.SKIPPED)
-                reason = None if moved_on else service.attempt_lost_reason(session, attempt)
+                end = service.finish_stage(session, attempt, skipped=outcome is Outcome.SKIPPED)
+                reason = None if end.moved_on else service.attempt_lost_reason(session, attempt)
         except TRANSIENT_EXCEPTIONS as exc:
             log.warning("job %s: cannot close %s (%r); message retried", job_id, stage.value, exc)
             raise self.retry(countdown=infra_delay(self.request.retries), max_retries=None) from None
-        if not moved_on:
+        if not end.moved_on:
             self._stopped(ctx, reason or "taken_over", run_closed=True)
+        if end.redispatch is not None:
+            # The job was re-dispatched while this attempt ran: its chain's next message would be
+            # stale. Send the current dispatch instead (it is due in the outbox should this fail).
+            log.info("job %s: %s finished under dispatch %s; the job goes on under dispatch %s", job_id,
+                     stage.value, attempt.dispatch, end.redispatch.dispatch)
+            publish_dispatch(settings, self.app, end.redispatch)
+            raise Ignore()
         log.info("job %s: %s finished", job_id, stage.value)
 
     def _hand_back(self, job_id: int, stage: Stage, settings: Settings) -> None:
@@ -179,6 +193,15 @@ class StageTask(AudioJobsTask):
                 recovery.mark_dispatch_due(session, int(job_id), delay_seconds=5)
         except Exception as inner:  # noqa: BLE001 - the lease and the reaper remain as the last resort
             log.error("job %s: could not schedule a re-dispatch: %r", job_id, inner)
+
+
+def publish_dispatch(settings: Settings, celery: Any, dispatch: service.Dispatch) -> None:
+    """Publish a due dispatch now and take it out of the outbox; on failure the reaper sends it."""
+    try:
+        publish_and_mark(settings, celery, dispatch)
+    except Exception as exc:  # noqa: BLE001 - the outbox still holds it: the reaper publishes it
+        log.warning("job %s: dispatch %s not published now (%r); the reaper will", dispatch.job_id,
+                    dispatch.dispatch, exc)
 
 
 def admit_quietly(settings: Settings) -> None:

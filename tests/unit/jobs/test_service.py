@@ -49,7 +49,7 @@ def test_stage_lifecycle_moves_the_job_on(db_url: str) -> None:
     assert (job.status, job.stage, job.fence, job.worker_id) == ("processing", "audio_download", 1, "host:1")
     assert job.leased_until is not None and job.leased_until.tzinfo is not None
     with session_scope(db_url) as s:
-        assert service.finish_stage(s, first.attempt)
+        assert service.finish_stage(s, first.attempt).moved_on
     job = _job(db_url, job_id)
     assert (job.stage, job.leased_until) == ("audio_convert", None)
     # A re-delivered download message: already done, the chain goes on; nothing is re-run.
@@ -85,8 +85,10 @@ def test_live_lease_is_never_stolen_but_a_dead_holder_costs_a_retry(db_url: str)
     job_id = _create(db_url)
     first = _begin(db_url, job_id, worker="host:1")
     assert first.attempt is not None
-    # The same message delivered again elsewhere while the first attempt runs: ignored.
-    assert _begin(db_url, job_id, worker="host:2").decision is Decision.IGNORE
+    # The same message delivered again elsewhere while the first attempt runs: it does not run, and
+    # it is not dropped either (it is the job's current dispatch): it comes back within the lease.
+    waiting = _begin(db_url, job_id, worker="host:2")
+    assert waiting.decision is Decision.WAIT and waiting.retry_in is not None and 0 < waiting.retry_in <= 60
     # Its holder died (same host, process gone): the new delivery takes over, one retry spent.
     second = _begin(db_url, job_id, worker="host:2", holder_dead=DEAD)
     assert second.decision is Decision.START and second.attempt is not None
@@ -95,7 +97,7 @@ def test_live_lease_is_never_stolen_but_a_dead_holder_costs_a_retry(db_url: str)
     assert job.retry_count == 1 and job.attempt_errors[-1]["code"] == "worker_lost"
     # The old attempt is fenced off: its writes change nothing.
     with session_scope(db_url) as s:
-        assert not service.finish_stage(s, first.attempt)
+        assert not service.finish_stage(s, first.attempt).moved_on
         assert not service.set_media_duration(s, first.attempt, 3.0)
         assert not service.fail_job(s, job_id, code="x", message="y", attempt=first.attempt)
         assert service.renew_lease(s, first.attempt, 60) == "taken_over"
