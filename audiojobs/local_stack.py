@@ -1,8 +1,8 @@
 """``audiojobs up``: the whole system on one machine, as ``scripts/run-local`` starts it.
 
 Redis (``REDIS_URL``, or an embedded one), migrations, then the API (gunicorn), a Celery worker
-for both queues, celery beat and Flower, each a child process in its own session. Ctrl-C (or
-SIGTERM, or any child dying) stops them all.
+for both queues, celery beat and Flower, each a child process in its own session. A child that
+dies is started again (see ``Supervisor``); Ctrl-C or SIGTERM stops them all.
 """
 
 from __future__ import annotations
@@ -13,10 +13,12 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from audiojobs.config import Settings, environ_with
@@ -25,56 +27,123 @@ from audiojobs.errors import ConfigError
 from audiojobs.local_secrets import api_key_path, flower_auth_path, jwt_secret_path, read_or_create_secret
 
 STOP_GRACE_SECONDS = 15.0
+# A child that dies is started again after these delays (the n-th fast crash in a row waits the
+# n-th); five fast crashes in a row (each within 10 s of its start) stop everything.
+RESTART_BACKOFF = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
+FAST_CRASH_SECONDS = 10.0
+MAX_FAST_CRASHES = 5
 # Celery reads this in the worker: SIGTERM then starts the soft shutdown (running stages get
 # AUDIO_WORKER_SOFT_SHUTDOWN_SECONDS to finish, then go back to the broker) instead of waiting forever.
 WORKER_ENV = {"REMAP_SIGTERM": "SIGQUIT"}
 
 
-class Supervisor:
-    """Starts child processes, notices when one dies, and stops them all (newest first)."""
+@dataclass
+class Child:
+    """One supervised process: how to start it again, and its recent fast crashes."""
 
-    def __init__(self) -> None:
-        self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    name: str
+    cmd: list[str]
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes]
+    started_at: float
+    fast_crashes: list[float] = field(default_factory=list)
+    restart_at: float | None = None
+
+
+class Supervisor:
+    """Starts child processes, restarts one that dies (with backoff), and stops them all (newest
+    first) on Ctrl-C or SIGTERM.
+
+    A child that dies (the OOM killer's SIGKILL, a crash) is logged and started again after
+    ``backoff[n]`` seconds, n being how many fast crashes (runs shorter than ``fast_seconds``) it
+    had in a row; whatever it left running in its process group (a Celery worker's pool processes)
+    is killed first. After ``max_fast_crashes`` fast crashes in a row it is not a blip but a broken
+    setup: everything stops and ``wait`` returns the child's exit code.
+    """
+
+    def __init__(self, backoff: tuple[float, ...] = RESTART_BACKOFF, fast_seconds: float = FAST_CRASH_SECONDS,
+                 max_fast_crashes: int = MAX_FAST_CRASHES, poll_seconds: float = 0.5) -> None:
+        self.children: list[Child] = []
+        self.backoff = backoff
+        self.fast_seconds = fast_seconds
+        self.max_fast_crashes = max_fast_crashes
+        self.poll_seconds = poll_seconds
+        self._stop_requested = threading.Event()
+        self._supervising = False
         self._stopping = False
 
     def start(self, name: str, cmd: list[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
         # A session of its own: the terminal's Ctrl-C reaches only us, and we stop children in order.
         proc = subprocess.Popen(cmd, env=dict(env), start_new_session=True)
-        self.children.append((name, proc))
+        self.children.append(Child(name, list(cmd), dict(env), proc, time.monotonic()))
         return proc
+
+    def request_stop(self) -> None:
+        """Make ``wait`` stop everything and return 0 (what Ctrl-C and SIGTERM do)."""
+        self._stop_requested.set()
 
     def install_signal_handlers(self) -> None:
         def handler(signum: int, _frame: object) -> None:
-            raise KeyboardInterrupt
+            self.request_stop()
+            if not self._supervising:  # still starting up: abort whatever it waits for
+                raise KeyboardInterrupt
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
 
     def wait(self) -> int:
-        """Block until a child exits (its name and code are reported) or we are interrupted."""
+        """Supervise until a stop is requested (0) or a child keeps crashing (its exit code)."""
+        self._supervising = True
         try:
-            while True:
-                for name, proc in self.children:
-                    code = proc.poll()
+            while not self._stop_requested.wait(self.poll_seconds):
+                for child in self.children:
+                    code = self._check(child)
                     if code is not None:
-                        print(f"audiojobs: {name} exited with code {code}; stopping everything", file=sys.stderr)
-                        return code or 1
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            print("\naudiojobs: stopping …", file=sys.stderr)
+                        return code
+            print("\naudiojobs: stopping …", file=sys.stderr, flush=True)
             return 0
         finally:
             self.stop_all()
+
+    def _check(self, child: Child) -> int | None:
+        """Notice a death, or restart when its backoff is over; an exit code when giving up."""
+        now = time.monotonic()
+        if child.restart_at is not None:
+            if now >= child.restart_at:
+                child.proc = subprocess.Popen(child.cmd, env=child.env, start_new_session=True)
+                child.started_at, child.restart_at = now, None
+                print(f"audiojobs: {child.name} restarted (pid {child.proc.pid})", file=sys.stderr, flush=True)
+            return None
+        code = child.proc.poll()
+        if code is None:
+            return None
+        _signal_group(child.proc, signal.SIGKILL)  # what it left behind (pool processes) goes with it
+        if now - child.started_at < self.fast_seconds:
+            child.fast_crashes.append(now)
+        else:
+            child.fast_crashes.clear()
+        crashes = len(child.fast_crashes)
+        if crashes >= self.max_fast_crashes:
+            print(f"audiojobs: {child.name} exited with code {code}, {crashes} times in a row within "
+                  f"{self.fast_seconds:.0f} s of starting; giving up and stopping everything", file=sys.stderr,
+                  flush=True)
+            return code or 1
+        delay = self.backoff[min(max(crashes - 1, 0), len(self.backoff) - 1)]
+        child.restart_at = now + delay
+        print(f"audiojobs: {child.name} exited with code {code}; restarting it in {delay:g} s", file=sys.stderr,
+              flush=True)
+        return None
 
     def stop_all(self) -> None:
         if self._stopping:
             return
         self._stopping = True
-        for _name, proc in reversed(self.children):
+        live = [c.proc for c in reversed(self.children) if c.restart_at is None]
+        for proc in live:
             if proc.poll() is None:
                 _signal_group(proc, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_SECONDS
-        for _name, proc in reversed(self.children):
+        for proc in live:
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:

@@ -170,3 +170,73 @@ def test_api_with_worker_enabled_processes_jobs_alone(tmp_path: Path, redis_url:
     finally:
         code = stop(proc)
     assert code == 0, log.read_text()[-3000:]
+
+
+def _child_pids(parent: int, needle: str) -> list[int]:
+    """Direct children of ``parent`` whose command line contains ``needle``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            continue
+        if ppid == parent and needle in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def test_up_restarts_a_worker_killed_by_sigkill_and_its_job_completes_once(tmp_path: Path) -> None:
+    """The OOM killer's way: SIGKILL to the worker's main process while a job transcribes. `up`
+    restarts the worker (nothing else stops), the reaper sees the stage's holder is gone, and the job
+    completes on the restarted worker, its transcription run twice and stored once."""
+    from tests.media import jfk_repeated
+
+    port, flower_port = free_port(), free_port()
+    inbox = tmp_path / "var" / "inbox"
+    env = clean_env(AUDIOJOBS_VAR_DIR=str(tmp_path / "var"), AUDIOJOBS_PORT=str(port), FLOWER_PORT=str(flower_port),
+                    AUDIOJOBS_API_WORKERS="1", AUDIOJOBS_WORKER_CONCURRENCY="1", AUDIO_REAPER_INTERVAL_SECONDS="1",
+                    AUDIO_WHISPER_BATCH_SIZE="0")  # window by window: long enough to be caught mid-way
+    log = tmp_path / "up.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "audiojobs.cli", "up"], env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        key = wait_for_output(log, r"API key\s+(\S+)", proc, 90).group(1)
+        inbox.mkdir(parents=True, exist_ok=True)
+        sample = jfk_repeated(inbox / "long.flac", 8)  # 88 s
+        base = f"http://127.0.0.1:{port}"
+        status, body = http("POST", f"{base}/api/v1/audio/jobs/submit", key, {"local_path": str(sample)},
+                            headers={"Content-Type": "application/json"})
+        assert status == 202, body
+        job_id = body["id"]
+        deadline = time.monotonic() + 60
+        while True:
+            job = http("GET", f"{base}/api/v1/audio/jobs/{job_id}", key)[1]
+            if any(s["stage"] == "audio_transcribe" and s["status"] == "running" for s in job["stages"]):
+                break
+            assert time.monotonic() < deadline, job
+            time.sleep(0.2)
+        (worker,) = _child_pids(proc.pid, " worker ")
+        os.kill(worker, signal.SIGKILL)
+        wait_for_output(log, r"worker exited with code -9; restarting it in", proc, 10)
+        wait_for_output(log, r"worker restarted", proc, 10)
+        job = wait_completed(base, key, job_id, timeout=180)  # the API answered all along
+        assert proc.poll() is None, "up stopped"
+        assert job["status"] == "completed", job
+        runs = [(s["stage"], s["status"]) for s in job["stages"]]
+        assert runs.count(("audio_transcribe", "succeeded")) == 1, runs
+        assert ("audio_transcribe", "lost") in runs, runs
+        for stage in ("audio_download", "audio_convert", "audio_chunk", "audio_store"):
+            assert runs.count((stage, "succeeded")) == 1, runs
+        assert runs.count(("audio_analyze", "skipped")) == 1, runs  # no analysis was asked for
+        status, result = http("GET", f"{base}/api/v1/audio/jobs/{job_id}/result", key)
+        assert status == 200 and word_error_rate(" ".join([JFK_TEXT] * 8), result["text"]) <= 0.15
+        print(f"\nworker SIGKILLed mid-transcription under `up`: restarted, job completed once "
+              f"(attempt errors: {[e['code'] for e in job['attempt_errors']]})")
+    finally:
+        code = stop(proc)
+    assert code == 0, log.read_text()[-3000:]
+    assert not _child_pids(proc.pid, "")  # Ctrl-C still stops everything
