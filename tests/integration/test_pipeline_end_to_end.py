@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import AUTH, wait_for_job, word_error_rate
 from tests.integration.conftest import Stack
-from tests.media import corrupt_file
+from tests.media import corrupt_file, jfk_repeated
 from tests.services import JFK_FLAC, JFK_TEXT, MediaServer
 
 pytestmark = pytest.mark.integration
@@ -206,7 +206,12 @@ def test_result_formats_with_word_timestamps(stack: Stack) -> None:
 def test_events_stream_follows_the_job_to_its_end(stack: Stack) -> None:
     import json
 
-    job_id = submit(stack, local_path=str(stack.media_root / "jfk.flac"))
+    # Long enough (33 s, decoded window by window here) for the stream, which looks every 0.5 s, to
+    # see the job between its start and its end even on a warm worker (jfk.flac alone: 0.5 s).
+    clip = stack.media_root / "jfk-x3-events.flac"
+    if not clip.exists():
+        jfk_repeated(clip, 3)
+    job_id = submit(stack, local_path=str(clip))
     resp = stack.client.get(f"/api/v1/audio/jobs/{job_id}/events", headers=AUTH)
     assert resp.status_code == 200 and resp.mimetype == "text/event-stream"
     events = [json.loads(block.split("data: ", 1)[1]) for block in resp.get_data(as_text=True).split("\n\n")
