@@ -36,11 +36,15 @@ def reap_expired_leases(session: Session, holder_is_dead: Callable[[str], bool] 
     expired = (sa.select(Job).where(Job.status == JobStatus.PROCESSING.value, Job.leased_until.is_not(None),
                                     Job.leased_until < now).with_for_update(skip_locked=True))
     lost = [(job, "lease_expired", "whose lease ran out during") for job in session.scalars(expired)]
-    if holder_is_dead is not None:
-        live = (sa.select(Job).where(Job.status == JobStatus.PROCESSING.value, Job.leased_until >= now)
-                .with_for_update(skip_locked=True))
-        lost += [(job, "worker_lost", "stopped during") for job in session.scalars(live)
-                 if job.worker_id and holder_is_dead(job.worker_id)]
+    if holder_is_dead is not None:  # read the holders unlocked; lock (and check again) only the dead
+        live = sa.select(Job.id, Job.worker_id).where(Job.status == JobStatus.PROCESSING.value,
+                                                      Job.leased_until >= now, Job.worker_id.is_not(None))
+        dead = [job_id for job_id, holder in session.execute(live) if holder and holder_is_dead(holder)]
+        if dead:
+            held = (sa.select(Job).where(Job.id.in_(dead), Job.status == JobStatus.PROCESSING.value,
+                                         Job.leased_until >= now).with_for_update(skip_locked=True))
+            lost += [(job, "worker_lost", "stopped during") for job in session.scalars(held)
+                     if job.worker_id and holder_is_dead(job.worker_id)]
     for job, code, what in lost:
         if lose_attempt(session, job, code, what):
             set_status(job, JobStatus.QUEUED)

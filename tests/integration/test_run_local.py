@@ -106,6 +106,12 @@ def test_up_serves_the_whole_system_on_embedded_defaults(tmp_path: Path) -> None
         status, result = http("GET", f"{base}/api/v1/audio/jobs/{body['id']}/result", key)
         assert status == 200 and word_error_rate(JFK_TEXT, result["text"]) <= 0.1
 
+        # Issue 12's first start: the reaper's first pass finds a new Redis, not a lost one, and
+        # sends nothing again (the job ran each stage once).
+        wait_for_output(log, r"new broker, epoch recorded", proc, 30)
+        assert "came back empty" not in log.read_text()
+        assert all(s["attempt"] == 1 for s in job["stages"]), job["stages"]
+
         assert http("GET", f"{base}/api/v1/audio/jobs/1", None)[0] == 401
         assert (tmp_path / "var" / "audiojobs.db").is_file()
 
