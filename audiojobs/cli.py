@@ -1,4 +1,4 @@
-"""Operator commands: ``audiojobs up | api | worker | beat | flower | db upgrade | config``."""
+"""Operator commands: ``audiojobs up | api | worker | beat | flower | db upgrade | storage check | config``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from audiojobs.config import Settings, environ_with, get_settings, setting_table
-from audiojobs.errors import ConfigError
+from audiojobs.errors import AudioJobsError, ConfigError
 
 
 def _settings() -> Settings:
@@ -170,7 +170,6 @@ def users() -> None:
 def users_create(name: str, admin: bool, tier: str | None, password_stdin: bool) -> None:
     """Create user NAME (asks for a password unless --password-stdin)."""
     from audiojobs.db import session_scope
-    from audiojobs.errors import AudioJobsError
     from audiojobs.quotas.tiers import tier_table
     from audiojobs.users import service
 
@@ -238,7 +237,6 @@ def keys() -> None:
 def keys_create(username: str, key_name: str) -> None:
     """Create an API key for USERNAME and print it (it is shown only this once)."""
     from audiojobs.db import session_scope
-    from audiojobs.errors import AudioJobsError
     from audiojobs.users import service
 
     try:
@@ -268,6 +266,27 @@ def quotas_reset(user_id: str | None) -> None:
     app = celery_init_app(settings)
     report = reset_quotas(app.conf.audiojobs_settings, app, user_id=user_id)
     click.echo(" ".join(f"{k}={v}" for k, v in report.items()))
+
+
+@main.group()
+def storage() -> None:
+    """The object store between stages (AUDIO_STORAGE_URL)."""
+
+
+@storage.command("check")
+def storage_check() -> None:
+    """Write, read back and delete a probe object; say what was found (exit 1 on a failure)."""
+    from audiojobs import storage as artifact_storage
+
+    settings = _settings()
+    try:
+        store = artifact_storage.open_store(settings)
+        report = artifact_storage.check(store)
+    except AudioJobsError as exc:
+        kind = "unreachable" if exc.transient else "misconfigured"
+        raise click.ClickException(f"storage {kind} ({exc.code}): {exc.message}") from None
+    click.echo(f"storage ok: {report.store}: wrote, read back and deleted {report.key} ({report.size} bytes) "
+               f"in {report.milliseconds:.0f} ms")
 
 
 @main.command("config")

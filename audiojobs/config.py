@@ -132,6 +132,10 @@ _SPECS: tuple[tuple[str, str, Callable[[str, str], Any], str, str], ...] = (
      "faster-whisper: windows of speech decoded together for long audio (~60 MB each on CPU; GPUs: 16); 0 = off"),
     ("whisper_batch_min_seconds", "AUDIO_WHISPER_BATCH_MIN_SECONDS", _parse_int(0), "60",
      "audio at least this long is decoded in batches; shorter audio window by window"),
+    ("storage_url", "AUDIO_STORAGE_URL", _parse_optional_str, "",
+     "object store for artifacts between stages: file:///DIR or s3://BUCKET/PREFIX; empty = AUDIO_WORK_DIR"),
+    ("s3_endpoint_url", "AUDIO_S3_ENDPOINT_URL", _parse_optional_str, "",
+     "S3 API endpoint of an s3:// store (MinIO, rclone, Ceph …); empty = AWS"),
     ("cpu_queue", "AUDIO_CPU_QUEUE", _parse_str, "audio_cpu", "queue of every stage but transcription"),
     ("transcribe_queue", "AUDIO_TRANSCRIBE_QUEUE", _parse_str, "audio_gpu", "queue of audio_transcribe"),
     ("control_queue", "AUDIO_CONTROL_QUEUE", _parse_str, "audio_control", "queue of the reaper and sweeper"),
@@ -246,6 +250,8 @@ class Settings:
     whisper_cpu_threads: int
     whisper_batch_size: int
     whisper_batch_min_seconds: int
+    storage_url: str | None
+    s3_endpoint_url: str | None
     cpu_queue: str
     transcribe_queue: str
     control_queue: str

@@ -134,3 +134,25 @@ class ModelUnavailable(StageError):
 
 class AnalysisFailed(StageError):
     code = "analysis_failed"
+
+
+# --- Storage (the object store between stages) -------------------------------------------------
+class StorageUnavailable(TransientStageError):
+    """The object store did not answer, timed out or answered 5xx: try again later, nothing lost."""
+
+    code = "storage_unavailable"
+    http_status = 503
+
+
+class StorageMisconfigured(StageError):
+    """The object store refused us for a reason another try will not change (no such bucket,
+    credentials refused): the message names the setting to fix."""
+
+    code = "storage_misconfigured"
+    http_status = 503
+
+
+class ArtifactMissing(StageError):
+    """An artifact a stage needs is not in the object store."""
+
+    code = "artifact_missing"

@@ -19,7 +19,7 @@ from flask.testing import FlaskClient
 from audiojobs import create_app
 from audiojobs.config import Settings
 from audiojobs.migrate import upgrade
-from tests.services import JFK_FLAC, MediaServer, PostgresServer, RedisServer
+from tests.services import JFK_FLAC, MediaServer, PostgresServer, RedisServer, S3Server
 
 API_KEY = "test-key-0123456789"
 AUTH = {"X-API-KEY": API_KEY}
@@ -176,3 +176,19 @@ def wait_for_job(client: FlaskClient, job_id: int, timeout: float = 90,
 def stage_running(stage: str) -> Callable[[dict[str, Any]], bool]:
     """For wait_for_job: true once an attempt of ``stage`` is running (not just next in line)."""
     return lambda body: any(s["stage"] == stage and s["status"] == "running" for s in body["stages"])
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3 server (rclone serve s3) with the bucket ``audiojobs``, for the whole session."""
+    server = S3Server(tmp_path_factory.mktemp("s3"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
+    """This process reaches ``s3_server`` through the standard AWS variables."""
+    for name, value in s3_server.env.items():
+        monkeypatch.setenv(name, value)
+    return s3_server

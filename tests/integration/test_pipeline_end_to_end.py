@@ -148,7 +148,8 @@ def test_operations_views_after_real_jobs(stack: Stack) -> None:
     """/readyz, /metrics, the admin queue view and the workers' JSON log lines, after the jobs above."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    assert stack.client.get("/readyz").get_json() == {"status": "ready", "checks": {"database": "ok", "redis": "ok"}}
+    assert stack.client.get("/readyz").get_json() == {"status": "ready",
+                                                      "checks": {"database": "ok", "redis": "ok", "storage": "ok"}}
     assert stack.client.get("/metrics").status_code == 401
     resp = stack.client.get("/metrics", headers=AUTH)
     assert resp.status_code == 200 and resp.mimetype == "text/plain"
