@@ -117,7 +117,8 @@ _SPECS: tuple[tuple[str, str, Callable[[str, str], Any], str, str], ...] = (
      "longest a GET /jobs/{id}/events stream stays open (it holds an API worker)"),
     ("max_request_bytes", "AUDIO_MAX_REQUEST_BYTES", _parse_int(1024), "1048576",
      "largest request body the API reads (413 above)"),
-    ("work_dir", "AUDIO_WORK_DIR", _parse_optional_str, "", "per-job scratch dirs; empty = var/work"),
+    ("work_dir", "AUDIO_WORK_DIR", _parse_optional_str, "",
+     "the file store's objects and the default scratch directory; empty = var/work"),
     ("default_model", "AUDIO_DEFAULT_MODEL", _parse_str, "tiny.en", "what model 'whisper-1' means"),
     ("allowed_models", "AUDIO_ALLOWED_MODELS", _parse_csv, DEFAULT_MODEL_NAMES, "model names a submit may ask for"),
     ("whisper_backend", "AUDIO_WHISPER_BACKEND", _parse_choice("faster-whisper", "openai-whisper"), "faster-whisper",
@@ -136,6 +137,10 @@ _SPECS: tuple[tuple[str, str, Callable[[str, str], Any], str, str], ...] = (
      "object store for artifacts between stages: file:///DIR or s3://BUCKET/PREFIX; empty = AUDIO_WORK_DIR"),
     ("s3_endpoint_url", "AUDIO_S3_ENDPOINT_URL", _parse_optional_str, "",
      "S3 API endpoint of an s3:// store (MinIO, rclone, Ceph …); empty = AWS"),
+    ("scratch_dir", "AUDIO_SCRATCH_DIR", _parse_str, "",
+     "this host's private copies of artifacts a stage reads or writes; empty = AUDIO_WORK_DIR/scratch"),
+    ("storage_orphan_hours", "AUDIO_STORAGE_ORPHAN_HOURS", _parse_int(1), "24",
+     "the beat sweep deletes objects of final or unknown jobs older than this"),
     ("cpu_queue", "AUDIO_CPU_QUEUE", _parse_str, "audio_cpu", "queue of every stage but transcription"),
     ("transcribe_queue", "AUDIO_TRANSCRIBE_QUEUE", _parse_str, "audio_gpu", "queue of audio_transcribe"),
     ("control_queue", "AUDIO_CONTROL_QUEUE", _parse_str, "audio_control", "queue of the reaper and sweeper"),
@@ -252,6 +257,8 @@ class Settings:
     whisper_batch_min_seconds: int
     storage_url: str | None
     s3_endpoint_url: str | None
+    scratch_dir: str
+    storage_orphan_hours: int
     cpu_queue: str
     transcribe_queue: str
     control_queue: str
@@ -363,6 +370,10 @@ class Settings:
     @property
     def resolved_local_roots(self) -> tuple[Path, ...]:
         return tuple(Path(root).resolve() for root in self.local_roots)
+
+    @property
+    def scratch_path(self) -> Path:
+        return Path(self.scratch_dir).resolve() if self.scratch_dir else self.work_path / "scratch"
 
     @property
     def effective_stall_seconds(self) -> int:

@@ -51,6 +51,7 @@ from audiojobs.api.serializers import (
 from audiojobs.config import Settings
 from audiojobs.db import session_scope, utcnow
 from audiojobs.errors import (
+    AudioJobsError,
     Conflict,
     NotFound,
     PayloadTooLarge,
@@ -64,10 +65,11 @@ from audiojobs.jobs.models import Analysis, Job, Transcript, TranscriptChunk, We
 from audiojobs.jobs.states import JobStatus
 from audiojobs.logs import job_id_var
 from audiojobs.pipeline import admission
-from audiojobs.pipeline.context import SOURCE_STEM, job_dir_for, remove_job_dir
+from audiojobs.pipeline.context import SOURCE_STEM, remove_job_files
 from audiojobs.quotas import minutes
 from audiojobs.quotas.limits import known_tiers, limits_for, tier_of
 from audiojobs.quotas.tiers import TierLimits
+from audiojobs.storage import artifact_key, open_store
 from audiojobs.users import service as users
 
 log = logging.getLogger(__name__)
@@ -177,8 +179,8 @@ def create_and_enqueue(settings: Settings, payload: dict[str, Any], key: str | N
     job_id_var.set(job.id)
     if upload is not None:
         try:
-            save_upload(settings, job.id, upload, payload["upload"]["filename"])
-        except OSError as exc:
+            save_upload(settings, job, upload, payload["upload"]["filename"])
+        except (OSError, AudioJobsError) as exc:
             log.error("job %s: upload not saved: %r", job.id, exc)
             with session_scope(settings.effective_database_url) as session:
                 service.fail_job(session, job.id, code="upload_failed", message="the upload could not be stored")
@@ -192,23 +194,22 @@ def create_and_enqueue(settings: Settings, payload: dict[str, Any], key: str | N
         with session_scope(settings.effective_database_url) as session:
             service.fail_job(session, job.id, code="broker_unavailable",
                              message="the job could not be queued: the broker is unavailable")
-        remove_job_dir(settings, job.id)
+        remove_job_files(settings, job.uuid)
         raise ServiceUnavailable("the job queue is unavailable; try again shortly", code="broker_unavailable",
                                  headers={"Retry-After": "5"}) from None
     log.info("job %s submitted by %s", job.id, owner)
     return job, False
 
 
-def save_upload(settings: Settings, job_id: int, storage: FileStorage, filename: str) -> Path:
-    """Stream the upload into the job's work directory as source.<ext>, where audio_download finds it."""
+def save_upload(settings: Settings, job: Job, upload: FileStorage, filename: str) -> str:
+    """Stream the upload into the object store as the job's source; its key (audio_download finds it
+    through the job's artifacts, on whichever host it runs)."""
     suffix = "".join(ch for ch in Path(filename).suffix.lower() if ch.isalnum())[:10]
-    job_dir = job_dir_for(settings, job_id)
-    job_dir.mkdir(parents=True, exist_ok=True)
-    target = job_dir / f"{SOURCE_STEM}.{suffix or 'bin'}"
-    tmp = job_dir / f".{target.name}.upload.tmp"
-    storage.save(str(tmp))
-    tmp.replace(target)
-    return target
+    key = artifact_key(job.uuid, "upload", 0, f"{SOURCE_STEM}.{suffix or 'bin'}")
+    open_store(settings).put_stream(key, upload.stream)
+    with session_scope(settings.effective_database_url) as session:
+        service.record_artifact(session, job.id, SOURCE_STEM, key)
+    return key
 
 
 def check_submit_allowed(session: Session, settings: Settings, owner: str, payload: dict[str, object]) -> TierLimits:
@@ -344,8 +345,8 @@ def cancel(job_id: str) -> ResponseReturnValue:
     with session_scope(settings.effective_database_url) as session:
         job = service.cancel_job(session, parse_job_id(job_id), g.principal)
         body = job_to_dict(job)
-    # Workers remove the work directory when they notice; on a shared disk we can do it now.
-    remove_job_dir(settings, job.id)
+    # Its objects go now; a running stage notices within a second and removes its host's scratch copies.
+    remove_job_files(settings, job.uuid)
     admission.release(settings, current_app.extensions["celery"], job.owner_user_id, job.id)
     if job.payload.get("callback_url"):
         webhooks.dispatch_due(settings, current_app.extensions["celery"])
@@ -442,8 +443,8 @@ def delete(job_id: str) -> ResponseReturnValue:
     settings = current_settings()
     numeric_id = parse_job_id(job_id)
     with session_scope(settings.effective_database_url) as session:
-        service.delete_job(session, numeric_id, g.principal)
-    remove_job_dir(settings, numeric_id)
+        job_uuid = service.delete_job(session, numeric_id, g.principal)
+    remove_job_files(settings, job_uuid)
     return "", 204
 
 

@@ -55,6 +55,9 @@ class Job(Base):
     dispatch_due_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     attempt_errors: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, nullable=False, default=list,
                                                                  server_default="[]")
+    # The current object of each artifact in the store (storage/): {"source": "jobs/UUID/audio_download/1/
+    # source.flac", "wav": …}. Set by the attempt that wrote it, under its fence, when its stage succeeds.
+    artifacts: Mapped[dict[str, str]] = mapped_column(JSONType, nullable=False, default=dict, server_default="{}")
     # Times the reaper's stall watchdog gave the job a new dispatch (no lease, no message, no change).
     stall_rescues: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0, server_default="0")
     cancelled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

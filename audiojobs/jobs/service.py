@@ -20,7 +20,7 @@ import enum
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -81,6 +81,8 @@ class Attempt:
     dispatch: int
     payload: dict[str, Any]
     owner_user_id: str = ""
+    job_uuid: str = ""
+    artifacts: dict[str, str] = field(default_factory=dict)  # the job's current objects when it began
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,7 @@ class StageDecision:
     attempt: Attempt | None = None
     job_status: str | None = None
     retry_in: float | None = None  # WAIT: seconds until the message should be delivered again
+    job_uuid: str | None = None  # IGNORE of a final job: whose files may go
 
 
 @dataclass(frozen=True)
@@ -201,6 +204,13 @@ def create_job(session: Session, *, owner_user_id: str, payload: dict[str, Any],
     return job
 
 
+def record_artifact(session: Session, job_id: int, name: str, key: str) -> None:
+    """An artifact the API stored before the job started (an upload's media)."""
+    job = _lock_job(session, job_id)
+    if job is not None:
+        job.artifacts = {**(job.artifacts or {}), name: key}
+
+
 def payload_hash(payload: dict[str, Any]) -> str:
     public = {k: v for k, v in payload.items() if not k.startswith("_")}  # not the checked file's identity
     return hashlib.sha256(json.dumps(public, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
@@ -237,7 +247,7 @@ def begin_stage(session: Session, job_id: int, stage: Stage, *, dispatch: int, w
     if job is None:
         return StageDecision(Decision.IGNORE, "job is gone")
     if job.status_enum.is_final:
-        return StageDecision(Decision.IGNORE, f"job is {job.status}", job_status=job.status)
+        return StageDecision(Decision.IGNORE, f"job is {job.status}", job_status=job.status, job_uuid=job.uuid)
     if job.admitted_at is None:
         return StageDecision(Decision.IGNORE, "job holds no concurrency slot")
     if dispatch != job.dispatch:
@@ -257,7 +267,7 @@ def begin_stage(session: Session, job_id: int, stage: Stage, *, dispatch: int, w
         return StageDecision(Decision.WAIT, f"leased by {job.worker_id} until {job.leased_until.isoformat()}",
                              retry_in=max(0.5, min(WAIT_POLL_SECONDS, remaining)))
     if open_runs(session, job_id) and not lose_attempt(session, job, "worker_lost", "stopped during"):
-        return StageDecision(Decision.IGNORE, "retries exhausted", job_status=job.status)
+        return StageDecision(Decision.IGNORE, "retries exhausted", job_status=job.status, job_uuid=job.uuid)
     set_status(job, JobStatus.PROCESSING)
     job.fence += 1
     job.stage = stage.value
@@ -275,7 +285,8 @@ def begin_stage(session: Session, job_id: int, stage: Stage, *, dispatch: int, w
     session.add(run)
     session.flush()
     attempt = Attempt(job_id=job_id, stage=stage, run_id=run.id, attempt=run.attempt, fence=job.fence,
-                      dispatch=dispatch, payload=dict(job.payload), owner_user_id=job.owner_user_id)
+                      dispatch=dispatch, payload=dict(job.payload), owner_user_id=job.owner_user_id,
+                      job_uuid=job.uuid, artifacts=dict(job.artifacts or {}))
     return StageDecision(Decision.START, "started", attempt=attempt)
 
 
@@ -325,12 +336,17 @@ def attempt_lost_reason(session: Session, attempt: Attempt) -> str | None:
     return None
 
 
-def finish_stage(session: Session, attempt: Attempt, *, skipped: bool = False) -> StageEnd:
-    """Close the attempt's run and move the job to its next stage (see ``StageEnd``)."""
+def finish_stage(session: Session, attempt: Attempt, *, skipped: bool = False,
+                 outputs: dict[str, str] | None = None) -> StageEnd:
+    """Close the attempt's run, record the objects it wrote (``outputs``: artifact name -> key) as
+    the job's current ones, and move the job to its next stage (see ``StageEnd``). A stale attempt
+    records nothing: its objects can never replace the current attempt's."""
     job = _own_job(session, attempt)
     if job is None:
         _close_stale_run(session, attempt)
         return StageEnd(moved_on=False)
+    if outputs:
+        job.artifacts = {**(job.artifacts or {}), **outputs}
     _close_own_run(session, attempt, StageRunStatus.SKIPPED if skipped else StageRunStatus.SUCCEEDED)
     following = next_stage(attempt.stage)
     now = utcnow()
@@ -458,12 +474,15 @@ def cancel_job(session: Session, job_id: int, principal: Principal) -> Job:
     return job
 
 
-def delete_job(session: Session, job_id: int, principal: Principal) -> None:
+def delete_job(session: Session, job_id: int, principal: Principal) -> str:
+    """Delete a final job and its results; its uuid (whose objects may go)."""
     job = get_job_for(session, job_id, principal)
     if not job.status_enum.is_final:
         raise Conflict(f"job {job_id} is {job.status}; cancel it before deleting it", code="job_not_final")
+    job_uuid = job.uuid
     session.delete(job)
     session.flush()
+    return job_uuid
 
 
 # --- Queries -------------------------------------------------------------------------------------
@@ -520,3 +539,12 @@ def final_job_ids(session: Session, job_ids: list[int]) -> set[int]:
         return set()
     live = set(session.scalars(sa.select(Job.id).where(Job.id.in_(job_ids), Job.status.in_(ACTIVE_STATUSES))))
     return set(job_ids) - live
+
+
+def final_job_uuids(session: Session, job_uuids: list[str]) -> set[str]:
+    """Which of ``job_uuids`` are final or gone: their objects and scratch copies may be removed."""
+    if not job_uuids:
+        return set()
+    live = set(session.scalars(sa.select(Job.uuid).where(Job.uuid.in_(job_uuids),
+                                                          Job.status.in_(ACTIVE_STATUSES))))
+    return set(job_uuids) - live

@@ -10,9 +10,8 @@ from audiojobs.pipeline.context import ANALYSIS_NAME, TRANSCRIPT_NAME, Outcome, 
 
 
 def run(ctx: StageContext) -> Outcome:
-    """Write analysis.json; SKIPPED when the job asked for no analysis."""
+    """Store analysis.json; SKIPPED (and no analysis stored) when the job asked for none."""
     if not ctx.payload.get("perform_analysis", False):
-        ctx.path(ANALYSIS_NAME).unlink(missing_ok=True)
         return Outcome.SKIPPED
     transcript = ctx.read_json(TRANSCRIPT_NAME)
     api_name = ctx.payload.get("api_name") or ctx.settings.analysis_default_api

@@ -1,9 +1,18 @@
-"""What a stage function gets: the job's id, options, work directory and attempt. No HTTP here."""
+"""What a stage function gets: the job's id, options, artifacts, scratch directory and attempt.
+
+Artifacts between stages live in the object store (``storage/``): a stage reads what earlier stages
+wrote (``fetch``, ``read_json``) and writes its own (``publish``, ``write_json``) under keys named
+by job, stage and attempt; the job records them as current when the stage succeeds, fenced, so a
+stale attempt's objects never replace the current ones. Files are worked on in this host's private
+scratch directory (``AUDIO_SCRATCH_DIR``); a copy fetched there once is not fetched again. No HTTP
+here.
+"""
 
 from __future__ import annotations
 
 import enum
 import json
+import logging
 import os
 import shutil
 import time
@@ -12,9 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from audiojobs.config import Settings
-from audiojobs.errors import StageError
+from audiojobs.errors import ArtifactMissing, AudioJobsError
 from audiojobs.jobs.service import Attempt
 from audiojobs.pipeline.guard import AttemptGuard
+from audiojobs.storage import ArtifactStore, artifact_key, job_prefix, open_store
+
+log = logging.getLogger(__name__)
 
 SOURCE_STEM = "source"
 WAV_NAME = "audio.wav"
@@ -29,12 +41,21 @@ class Outcome(enum.Enum):
     FINISHED = "finished"  # the stage closed its own run and job state (audio_store)
 
 
-def job_dir_for(settings: Settings, job_id: int) -> Path:
-    return settings.work_path / f"job-{job_id}"
+def job_scratch_dir(settings: Settings, job_uuid: str) -> Path:
+    """This host's private directory for one job's files."""
+    return settings.scratch_path / f"job-{job_uuid}"
 
 
-def remove_job_dir(settings: Settings, job_id: int) -> None:
-    shutil.rmtree(job_dir_for(settings, job_id), ignore_errors=True)
+def remove_job_files(settings: Settings, job_uuid: str | None) -> None:
+    """The job is final (or gone): its objects in the store and this host's scratch copies go.
+    Never raises: what a store outage leaves behind, the beat sweep removes later."""
+    if not job_uuid:
+        return
+    shutil.rmtree(job_scratch_dir(settings, job_uuid), ignore_errors=True)
+    try:
+        open_store(settings).delete_prefix(job_prefix(job_uuid))
+    except AudioJobsError as exc:
+        log.warning("objects of job %s not deleted now (%s); the sweep will", job_uuid, exc.message)
 
 
 @dataclass(frozen=True)
@@ -43,6 +64,8 @@ class StageContext:
     attempt: Attempt
     guard: AttemptGuard
     _last_report: list[float] = field(default_factory=lambda: [0.0], compare=False, repr=False)
+    # What this attempt stored: artifact name -> key (recorded on the job when the stage succeeds).
+    outputs: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def job_id(self) -> int:
@@ -54,7 +77,12 @@ class StageContext:
 
     @property
     def job_dir(self) -> Path:
-        return job_dir_for(self.settings, self.job_id)
+        """This host's scratch directory for the job (not shared with other hosts)."""
+        return job_scratch_dir(self.settings, self.attempt.job_uuid)
+
+    @property
+    def store(self) -> ArtifactStore:
+        return open_store(self.settings)
 
     def check_stopped(self) -> None:
         """Raise AttemptStopped when the job was cancelled or taken over; call it at safe points."""
@@ -77,29 +105,64 @@ class StageContext:
         return self.job_dir
 
     def path(self, name: str) -> Path:
-        return self.job_dir / name
+        """A file in this host's scratch directory for the job (created on first use: a stage may be
+        the first of the job to run on this host)."""
+        return self.ensure_job_dir() / name
 
     def scratch(self, name: str) -> Path:
         """A name private to this attempt, to be renamed into place when complete."""
-        return self.job_dir / f".{name}.{self.attempt.fence}.{os.getpid()}.tmp"
+        return self.ensure_job_dir() / f".{name}.{self.attempt.fence}.{os.getpid()}.tmp"
+
+    def _key(self, name: str) -> str:
+        return artifact_key(self.attempt.job_uuid, self.attempt.stage.value, self.attempt.fence, name)
+
+    def _copy_of(self, key: str) -> Path:
+        """Where this host keeps its copy of object ``key`` (keys are never rewritten: a copy is current)."""
+        return self.job_dir / key.removeprefix(job_prefix(self.attempt.job_uuid))
+
+    def publish(self, name: str, path: Path) -> str:
+        """Store the file at ``path`` as this attempt's artifact ``name`` (the file is moved: this
+        host keeps it as its copy of the object); the job's current one once the stage succeeds."""
+        key = self._key(path.name if name == SOURCE_STEM else name)
+        self.store.put_file(key, path)
+        if self.store.local_path(key) is not None:
+            path.unlink(missing_ok=True)  # the store is this host's disk: no second copy
+        else:
+            copy = self._copy_of(key)
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, copy)
+        self.outputs[name] = key
+        return key
+
+    def has(self, name: str) -> bool:
+        return name in self.attempt.artifacts
+
+    def _current(self, name: str) -> str:
+        key = self.attempt.artifacts.get(name)
+        if key is None:
+            raise ArtifactMissing(f"{name} from an earlier stage is missing")
+        return key
+
+    def fetch(self, name: str) -> Path:
+        """A local file holding artifact ``name`` (fetched from the store unless this host has it)."""
+        key = self._current(name)
+        local = self.store.local_path(key)
+        if local is not None:
+            return local
+        copy = self._copy_of(key)
+        if not copy.is_file():
+            self.store.fetch_file(key, copy)
+        return copy
 
     def source_file(self) -> Path:
-        """The file audio_download left behind."""
-        found = sorted(self.job_dir.glob(f"{SOURCE_STEM}.*")) if self.job_dir.is_dir() else []
-        if not found:
-            raise StageError("the downloaded media is missing from the job's work directory",
-                             code="work_dir_missing")
-        return found[0]
+        """The media audio_download (or the API, for an upload) stored."""
+        return self.fetch(SOURCE_STEM)
 
     def write_json(self, name: str, data: Any) -> None:
-        """Write atomically, so a re-run of a stage never reads half a file."""
-        self.ensure_job_dir()
-        tmp = self.scratch(name)
-        tmp.write_text(json.dumps(data, ensure_ascii=False))
-        tmp.replace(self.path(name))
+        """Store ``data`` as this attempt's artifact ``name`` (written whole or not at all)."""
+        key = self._key(name)
+        self.store.put_bytes(key, json.dumps(data, ensure_ascii=False).encode())
+        self.outputs[name] = key
 
     def read_json(self, name: str) -> Any:
-        path = self.path(name)
-        if not path.is_file():
-            raise StageError(f"{name} from an earlier stage is missing", code="work_dir_missing")
-        return json.loads(path.read_text())
+        return json.loads(self.store.get_bytes(self._current(name)))

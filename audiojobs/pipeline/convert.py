@@ -150,4 +150,5 @@ def run(ctx: StageContext) -> Outcome:
         raise QuotaExceeded(f"this file needs {needed:g} minutes; {max(0.0, (limit or 0) - used):g} of today's "
                             f"{limit:g} are left (they reset at 00:00 UTC)")
     minutes.mirror(redis_client(ctx.settings), ctx.attempt.owner_user_id, today, used, started)
+    ctx.publish(WAV_NAME, ctx.path(WAV_NAME))
     return Outcome.DONE

@@ -1,4 +1,4 @@
-"""audio_download: bring the job's media into its own work directory.
+"""audio_download: bring the job's media into the object store.
 
 ``local_path``: checked again (the file may have moved since submit), opened without following
 symlinks and copied. ``url``: fetched with yt-dlp, whose generic extractor also takes direct
@@ -15,6 +15,7 @@ from typing import Any
 
 from audiojobs.db import session_scope
 from audiojobs.errors import (
+    ArtifactMissing,
     DownloadFailed,
     FileTooLarge,
     ForbiddenSource,
@@ -33,7 +34,8 @@ log = logging.getLogger(__name__)
 
 def run(ctx: StageContext) -> Outcome:
     if ctx.payload.get("upload"):
-        ctx.source_file()  # the API put the upload in the work directory (StageError if it is gone)
+        if not ctx.has(SOURCE_STEM):  # the API stored the upload before the job was queued
+            raise ArtifactMissing("the uploaded file is missing from the object store")
         return Outcome.DONE
     job_dir = ctx.ensure_job_dir()
     for stale in job_dir.glob(f"{SOURCE_STEM}.*"):  # a re-run starts clean
@@ -41,9 +43,11 @@ def run(ctx: StageContext) -> Outcome:
     with session_scope(ctx.settings.effective_database_url) as session:
         limits = limits_for(session, ctx.settings, ctx.attempt.owner_user_id)
     if ctx.payload.get("local_path"):
-        copy_local(ctx.payload, ctx, limits.max_file_bytes)
+        media = copy_local(ctx.payload, ctx, limits.max_file_bytes)
     else:
-        fetch_url(ctx.payload["url"], ctx, limits.max_file_bytes)
+        media = fetch_url(ctx.payload["url"], ctx, limits.max_file_bytes)
+    ctx.check_stopped()
+    ctx.publish(SOURCE_STEM, media)
     return Outcome.DONE
 
 

@@ -32,8 +32,8 @@ from audiojobs.jobs import recovery, service
 from audiojobs.jobs.service import Decision
 from audiojobs.jobs.states import PIPELINE, JobStatus, Stage
 from audiojobs.logs import job_id_var, request_id_var
-from audiojobs.pipeline import admission
-from audiojobs.pipeline.context import Outcome, StageContext, remove_job_dir
+from audiojobs.pipeline import admission, cleanup
+from audiojobs.pipeline.context import Outcome, StageContext, remove_job_files
 from audiojobs.pipeline.flow import publish_and_mark
 from audiojobs.pipeline.guard import AttemptGuard, AttemptStopped, holder_is_dead, worker_id
 
@@ -72,6 +72,7 @@ class StageTask(AudioJobsTask):
         if settings.worker_stages and stage.value not in settings.worker_stages:
             self._hand_back(job_id, stage, settings)
         db_url = settings.effective_database_url
+        cleanup.sweep_scratch_now_and_then(settings)  # this host's copies of finished jobs' files
         try:
             with session_scope(db_url) as session:
                 decision = service.begin_stage(session, job_id, stage, dispatch=dispatch, worker_id=worker_id(),
@@ -90,7 +91,7 @@ class StageTask(AudioJobsTask):
         if decision.decision is Decision.IGNORE or decision.attempt is None:
             log.info("job %s: %s message ignored: %s", job_id, stage.value, decision.reason)
             if decision.job_status in _CLEAN_UP_AFTER:
-                remove_job_dir(settings, job_id)
+                remove_job_files(settings, decision.job_uuid)
             raise Ignore()
         attempt = decision.attempt
         log.info("job %s: %s started (attempt %s, fence %s)", job_id, stage.value, attempt.attempt, attempt.fence)
@@ -122,7 +123,7 @@ class StageTask(AudioJobsTask):
             return
         try:
             with session_scope(db_url) as session:
-                end = service.finish_stage(session, attempt, skipped=outcome is Outcome.SKIPPED)
+                end = service.finish_stage(session, attempt, skipped=outcome is Outcome.SKIPPED, outputs=ctx.outputs)
                 reason = None if end.moved_on else service.attempt_lost_reason(session, attempt)
         except TRANSIENT_EXCEPTIONS as exc:
             log.warning("job %s: cannot close %s (%r); message retried", job_id, stage.value, exc)
@@ -152,7 +153,7 @@ class StageTask(AudioJobsTask):
             with session_scope(ctx.settings.effective_database_url) as session:
                 service.close_stopped_run(session, ctx.attempt, reason)
         if reason in _CLEAN_UP_AFTER:
-            remove_job_dir(ctx.settings, ctx.job_id)
+            remove_job_files(ctx.settings, ctx.attempt.job_uuid)
             self._job_ended(ctx)
         log.info("job %s: %s attempt %s stopped: %s", ctx.job_id, ctx.attempt.stage.value, ctx.attempt.fence, reason)
         raise Ignore()
@@ -167,7 +168,7 @@ class StageTask(AudioJobsTask):
         with session_scope(ctx.settings.effective_database_url) as session:
             failed = service.fail_job(session, ctx.job_id, code=code, message=message, attempt=ctx.attempt)
         if failed:
-            remove_job_dir(ctx.settings, ctx.job_id)
+            remove_job_files(ctx.settings, ctx.attempt.job_uuid)
             log.info("job %s failed: %s: %s", ctx.job_id, code, message)
             self._job_ended(ctx)
         raise Ignore()
@@ -177,7 +178,7 @@ class StageTask(AudioJobsTask):
         with session_scope(ctx.settings.effective_database_url) as session:
             outcome = service.retry_later(session, ctx.attempt, code=code, message=message, delay_seconds=delay)
         if outcome == "failed":
-            remove_job_dir(ctx.settings, ctx.job_id)
+            remove_job_files(ctx.settings, ctx.attempt.job_uuid)
             self._job_ended(ctx)
         log.info("job %s: %s: %s (%s; next try in %.1f s)", ctx.job_id, ctx.attempt.stage.value, message, outcome,
                  delay)

@@ -18,15 +18,15 @@ from audiojobs.pipeline.context import (
     TRANSCRIPT_NAME,
     Outcome,
     StageContext,
-    remove_job_dir,
+    remove_job_files,
 )
 from audiojobs.pipeline.guard import AttemptStopped
 
 
 def run(ctx: StageContext) -> Outcome:
     transcript = ctx.read_json(TRANSCRIPT_NAME)
-    chunks = ctx.read_json(CHUNKS_NAME) if ctx.path(CHUNKS_NAME).exists() else []
-    analysis = ctx.read_json(ANALYSIS_NAME) if ctx.path(ANALYSIS_NAME).exists() else None
+    chunks = ctx.read_json(CHUNKS_NAME) if ctx.has(CHUNKS_NAME) else []
+    analysis = ctx.read_json(ANALYSIS_NAME) if ctx.has(ANALYSIS_NAME) else None
     with session_scope(ctx.settings.effective_database_url) as session:
         job = service.own_job_for_store(session, ctx.attempt)
         if job is None:
@@ -49,5 +49,5 @@ def run(ctx: StageContext) -> Outcome:
                                  cached=analysis.get("cached", False), updated_at=utcnow()))
         service.finish_stage(session, ctx.attempt)
         service.complete_job(session, job)
-    remove_job_dir(ctx.settings, ctx.job_id)
+    remove_job_files(ctx.settings, ctx.attempt.job_uuid)  # the result is in the database now
     return Outcome.FINISHED

@@ -13,11 +13,7 @@ from audiojobs.transcription.registry import get_backend
 
 
 def run(ctx: StageContext) -> Outcome:
-    wav = ctx.path(WAV_NAME)
-    if not wav.is_file():
-        from audiojobs.errors import StageError
-
-        raise StageError("the converted audio is missing from the job's work directory", code="work_dir_missing")
+    wav = ctx.fetch(WAV_NAME)  # from the store, unless this host has the copy audio_convert made
     backend = get_backend(ctx.payload.get("model", "whisper-1"), ctx.settings)
     started = time.perf_counter()
     duration = wav_duration(wav)

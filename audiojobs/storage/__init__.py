@@ -18,6 +18,18 @@ from audiojobs.errors import ConfigError
 from audiojobs.storage.interfaces import ArtifactStore
 
 PROBE_PREFIX = "audiojobs-probe/"
+JOBS_PREFIX = "jobs/"
+
+
+def job_prefix(job_uuid: str) -> str:
+    """Every object of one job lies under this prefix."""
+    return f"{JOBS_PREFIX}{job_uuid}/"
+
+
+def artifact_key(job_uuid: str, stage: str, fence: int, name: str) -> str:
+    """The object an attempt writes: named by job, stage and attempt (its fence), so a re-delivered
+    or fenced-off attempt writes beside the current one, never over it."""
+    return f"{job_prefix(job_uuid)}{stage}/{fence}/{name}"
 
 
 def open_store(settings: Settings) -> ArtifactStore:
@@ -61,4 +73,4 @@ def check(store: ArtifactStore) -> CheckReport:
     return CheckReport(store.describe(), key, len(body), (time.perf_counter() - started) * 1000)
 
 
-__all__ = ["ArtifactStore", "CheckReport", "check", "open_store"]
+__all__ = ["ArtifactStore", "CheckReport", "artifact_key", "check", "job_prefix", "open_store"]

@@ -8,6 +8,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 from urllib.parse import unquote, urlparse
 
 from audiojobs.errors import ArtifactMissing, ConfigError, StorageMisconfigured
@@ -51,6 +52,17 @@ class FileStore:
                 os.link(source, tmp)  # same filesystem: no copy at all
             except OSError:
                 shutil.copyfile(source, tmp)
+            tmp.replace(target)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def put_stream(self, key: str, stream: IO[bytes]) -> None:
+        target = self._path(key)
+        self._writable_parent(target)
+        tmp = self._temp(target)
+        try:
+            with open(tmp, "wb") as out:
+                shutil.copyfileobj(stream, out, 1024 * 1024)
             tmp.replace(target)
         finally:
             tmp.unlink(missing_ok=True)

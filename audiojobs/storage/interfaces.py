@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 
 
 class ArtifactStore(Protocol):
@@ -21,6 +21,9 @@ class ArtifactStore(Protocol):
 
     def put_file(self, key: str, source: Path) -> None:
         """Store the file at ``source`` as ``key``, streamed (memory stays flat whatever its size)."""
+
+    def put_stream(self, key: str, stream: IO[bytes]) -> None:
+        """Store what ``stream`` holds (read to its end) as ``key``, streamed."""
 
     def fetch_file(self, key: str, target: Path) -> None:
         """Write object ``key`` to ``target`` (replaced whole, never half written), streamed."""

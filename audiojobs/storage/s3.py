@@ -18,7 +18,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import IO, Any, NoReturn, TypeVar
 from urllib.parse import urlparse
 
 import boto3
@@ -104,6 +104,9 @@ class S3Store:
 
     def put_file(self, key: str, source: Path) -> None:
         self._call(lambda: self._client().upload_file(str(source), self.bucket, self._key(key), Config=TRANSFER))
+
+    def put_stream(self, key: str, stream: IO[bytes]) -> None:
+        self._call(lambda: self._client().upload_fileobj(stream, self.bucket, self._key(key), Config=TRANSFER))
 
     def fetch_file(self, key: str, target: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -10,11 +10,14 @@ from pathlib import Path
 
 import pytest
 import redis as redis_lib
+import sqlalchemy as sa
 from flask.testing import FlaskClient
 
 from audiojobs import create_app
 from audiojobs.config import Settings
+from audiojobs.db import session_scope
 from audiojobs.embedded_redis import free_port
+from audiojobs.jobs.models import Job
 from audiojobs.migrate import upgrade
 from tests.conftest import API_KEY, _redis_dbs
 from tests.services import JFK_FLAC, BeatProcess, PostgresServer, RedisServer, WorkerProcess
@@ -41,6 +44,18 @@ class Stack:
 
     def start_beat(self, env: dict[str, str] | None = None) -> BeatProcess:
         return BeatProcess({**self.env, **(env or {})}, self.tmp / "beat.log")
+
+    def leftovers(self, job_id: int) -> list[str]:
+        """What job ``job_id`` still has: its objects in the store and this host's scratch directory."""
+        from audiojobs.pipeline.context import job_scratch_dir
+        from audiojobs.storage import job_prefix, open_store
+
+        with session_scope(self.settings.effective_database_url) as session:
+            job_uuid = session.scalar(sa.select(Job.uuid).where(Job.id == job_id))
+        assert job_uuid is not None
+        found = [key for key, _when in open_store(self.settings).list_objects(job_prefix(job_uuid))]
+        scratch = job_scratch_dir(self.settings, job_uuid)
+        return found + ([str(scratch)] if scratch.exists() else [])
 
 
 def stack_env(db_url: str, redis_url: str, tmp: Path, media_root: Path) -> dict[str, str]:

@@ -41,7 +41,7 @@ def open_or_running_runs(stack: Stack, job_id: int) -> list[str]:
 def assert_cleanly_cancelled(stack: Stack, job_id: int, within: float = 10) -> dict:
     """Final, no result, no files, no running stage, and the owner's processing count back to 0."""
     deadline = time.monotonic() + within
-    while open_or_running_runs(stack, job_id) or (stack.settings.work_path / f"job-{job_id}").exists():
+    while open_or_running_runs(stack, job_id) or stack.leftovers(job_id):
         assert time.monotonic() < deadline, "the running stage did not stop"
         time.sleep(0.2)
     job = stack.client.get(f"{BASE}/{job_id}", headers=AUTH).get_json()

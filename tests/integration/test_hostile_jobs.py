@@ -80,7 +80,7 @@ def test_late_refusals_fail_the_job_and_leave_nothing(hostile_stack: Stack, tmp_
                 if status == "failed":
                     assert job["stage"] in {"audio_download", "audio_convert"}
                     assert str(tmp_path) not in (job["error_message"] or "")
-                assert not (stack.settings.work_path / f"job-{job_id}").exists(), job_id
+                assert stack.leftovers(job_id) == [], job_id
         finally:
             worker.stop()
     finally:

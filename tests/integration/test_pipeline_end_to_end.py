@@ -50,8 +50,8 @@ def test_jfk_with_chunks_and_analysis(stack: Stack) -> None:
     assert "country" in " ".join(c["text"] for c in result["chunks"]).lower()
     assert result["analysis"]["provider"] == "local" and result["analysis"]["summary"]
     assert "country" in result["analysis"]["key_phrases"]
-    # The work directory is gone; the input is untouched.
-    assert not (stack.settings.work_path / f"job-{job_id}").exists()
+    # Its objects and scratch copies are gone; the input is untouched.
+    assert stack.leftovers(job_id) == []
     assert (stack.media_root / "jfk.flac").read_bytes() == JFK_FLAC.read_bytes()
 
 
@@ -76,7 +76,7 @@ def test_corrupt_file_fails_and_the_next_job_still_completes(stack: Stack) -> No
     assert bad_job["stage"] == "audio_convert"
     assert [s["stage"] for s in bad_job["stages"]] == ["audio_download", "audio_convert"]  # no later stage ran
     assert bad_job["stages"][-1]["error_code"] == "invalid_media"
-    assert not (stack.settings.work_path / f"job-{bad_id}").exists()
+    assert stack.leftovers(bad_id) == []
     assert bad.exists()
     resp = stack.client.get(f"/api/v1/audio/jobs/{bad_id}/result", headers=AUTH)
     assert resp.status_code == 409

@@ -18,6 +18,21 @@ from audiojobs.pipeline.context import StageContext
 from audiojobs.pipeline.guard import AttemptGuard
 from tests.services import JFK_FLAC, MediaServer
 
+JOB_UUID = "00000000-0000-4000-8000-000000000007"
+
+
+def stored_source(ctx: StageContext) -> Path:
+    """The object the stage stored as the job's source (the file store keeps it on this disk)."""
+    key = ctx.outputs["source"]
+    assert key.startswith(f"jobs/{JOB_UUID}/audio_download/1/source.")
+    path = ctx.store.local_path(key)
+    assert path is not None
+    return path
+
+
+def scratch_files(ctx: StageContext) -> list[str]:
+    return sorted(p.name for p in ctx.job_dir.rglob("*") if p.is_file()) if ctx.job_dir.exists() else []
+
 
 @pytest.fixture
 def media_server(tmp_path: Path) -> Iterator[MediaServer]:
@@ -40,19 +55,19 @@ def _ctx(tmp_path: Path, payload: dict, roots: str = "", **env: str) -> StageCon
 
     settings = Settings.from_env({"AUDIO_WORK_DIR": str(tmp_path / "work"), "AUDIO_LOCAL_ROOTS": roots,
                                   "AUDIO_DOWNLOAD_TIMEOUT": "5", "DATABASE_URL": os.environ["DATABASE_URL"], **env})
-    attempt = Attempt(job_id=7, stage=Stage.DOWNLOAD, run_id=1, attempt=1, fence=1, dispatch=1, payload=payload)
+    attempt = Attempt(job_id=7, stage=Stage.DOWNLOAD, run_id=1, attempt=1, fence=1, dispatch=1, payload=payload,
+                      job_uuid=JOB_UUID)
     # The guard's heartbeat thread is not started: these tests exercise the stage function alone.
     return StageContext(settings=settings, attempt=attempt, guard=AttemptGuard(settings, attempt))
 
 
-def test_local_file_is_copied_into_the_job_dir(tmp_path: Path, media_root: Path) -> None:
+def test_local_file_is_copied_into_the_store(tmp_path: Path, media_root: Path) -> None:
     ctx = _ctx(tmp_path, {"local_path": str(media_root / "jfk.flac")}, roots=str(media_root))
     download.run(ctx)
-    copied = ctx.source_file()
-    assert copied.parent == tmp_path / "work" / "job-7"
-    assert copied.read_bytes() == JFK_FLAC.read_bytes()
+    copied = stored_source(ctx)
+    assert copied.name == "source.flac" and copied.read_bytes() == JFK_FLAC.read_bytes()
     assert sorted(p.name for p in media_root.iterdir()) == ["jfk.flac"]  # nothing written next to the input
-    assert [p.name for p in copied.parent.iterdir()] == [copied.name]  # no scratch files left
+    assert scratch_files(ctx) == []  # the store is this disk: no second copy, no scratch files left
 
 
 def test_local_file_swapped_for_a_symlink_after_submit_is_refused(tmp_path: Path, media_root: Path) -> None:
@@ -73,8 +88,8 @@ def test_local_file_gone_is_not_found(tmp_path: Path, media_root: Path) -> None:
 def test_direct_media_url_is_downloaded_with_yt_dlp(tmp_path: Path, media_server: MediaServer) -> None:
     ctx = _ctx(tmp_path, {"url": media_server.url("jfk.flac")}, AUDIO_URL_ALLOW_HOSTS=media_server.allow_entry)
     download.run(ctx)
-    assert ctx.source_file().read_bytes() == JFK_FLAC.read_bytes()
-    assert [p.name for p in ctx.job_dir.iterdir()] == ["source.flac"]  # the attempt's download dir is gone
+    assert stored_source(ctx).read_bytes() == JFK_FLAC.read_bytes()
+    assert scratch_files(ctx) == []  # the attempt's download dir is gone
 
 
 def test_missing_url_is_not_found(tmp_path: Path, media_server: MediaServer) -> None:
@@ -103,4 +118,5 @@ def test_files_over_the_tier_limit_are_refused(tmp_path: Path, media_root: Path,
     with pytest.raises(FileTooLarge):
         download.run(_ctx(tmp_path, {"url": media_server.url("jfk.flac")}, AUDIO_TIER_LIMITS_JSON=tiny,
                           AUDIO_URL_ALLOW_HOSTS=media_server.allow_entry))
-    assert not list((tmp_path / "work" / "job-7").glob("source.*"))
+    assert scratch_files(_ctx(tmp_path, {})) == []
+    assert list(_ctx(tmp_path, {}).store.list_objects("jobs/")) == []  # nothing stored

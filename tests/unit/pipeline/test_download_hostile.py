@@ -47,13 +47,23 @@ def site(tmp_path: Path) -> Iterator[MediaServer]:
 def _ctx(tmp_path: Path, url: str, **env: str) -> StageContext:
     settings = Settings.from_env({"AUDIO_WORK_DIR": str(tmp_path / "work"), "AUDIO_DOWNLOAD_TIMEOUT": "2",
                                   "DATABASE_URL": os.environ["DATABASE_URL"], **env})
-    attempt = Attempt(job_id=7, stage=Stage.DOWNLOAD, run_id=1, attempt=1, fence=1, dispatch=1, payload={"url": url})
+    attempt = Attempt(job_id=7, stage=Stage.DOWNLOAD, run_id=1, attempt=1, fence=1, dispatch=1, payload={"url": url},
+                      job_uuid="00000000-0000-4000-8000-000000000007")
     return StageContext(settings=settings, attempt=attempt, guard=AttemptGuard(settings, attempt))
 
 
+def _stored(ctx: StageContext) -> Path:
+    """The media the stage stored as the job's source (the file store keeps it on this disk)."""
+    path = ctx.store.local_path(ctx.outputs["source"])
+    assert path is not None
+    return path
+
+
 def _leftovers(tmp_path: Path) -> list[str]:
-    job_dir = tmp_path / "work" / "job-7"
-    return sorted(p.name for p in job_dir.iterdir()) if job_dir.exists() else []
+    """Files in the job's scratch directory and objects in the store."""
+    ctx = _ctx(tmp_path, "")
+    scratch = sorted(p.name for p in ctx.job_dir.rglob("*") if p.is_file()) if ctx.job_dir.exists() else []
+    return scratch + [key.rsplit("/", 1)[1] for key, _when in ctx.store.list_objects("jobs/")]
 
 
 def test_every_hostile_url_is_refused_by_the_worker(tmp_path: Path, site: MediaServer, canary: MediaServer) -> None:
@@ -89,19 +99,19 @@ def test_a_refused_redirect_names_the_reason(tmp_path: Path, site: MediaServer, 
 def test_direct_mp3_is_downloaded(tmp_path: Path, site: MediaServer) -> None:
     ctx = _ctx(tmp_path, site.url("jfk.mp3"), AUDIO_URL_ALLOW_HOSTS=site.allow_entry)
     download.run(ctx)
-    assert ctx.source_file().name == "source.mp3"
-    info = probe(ctx.source_file(), 3600)
+    assert _stored(ctx).name == "source.mp3"
+    info = probe(_stored(ctx), 3600)
     assert info.audio_codec.startswith("mp3") and not info.has_video and info.duration == pytest.approx(11, abs=0.3)
 
 
 def test_webm_video_keeps_its_audio_track(tmp_path: Path, site: MediaServer) -> None:
     ctx = _ctx(tmp_path, site.url("talk.webm"), AUDIO_URL_ALLOW_HOSTS=site.allow_entry)
     download.run(ctx)
-    info = probe(ctx.source_file(), 3600)
+    info = probe(_stored(ctx), 3600)
     assert info.has_video and info.audio_codec == "vorbis"
     from audiojobs.pipeline.convert import to_wav
 
-    assert to_wav(ctx.source_file(), tmp_path / "out.wav", ctx.settings) == pytest.approx(11, abs=0.3)
+    assert to_wav(_stored(ctx), tmp_path / "out.wav", ctx.settings) == pytest.approx(11, abs=0.3)
 
 
 def test_server_lying_about_content_length_fails_cleanly(tmp_path: Path, site: MediaServer) -> None:

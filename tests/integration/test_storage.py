@@ -1,0 +1,74 @@
+"""Jobs through a real S3 store (``rclone serve s3``): every artifact between stages is an object
+there, uploads go straight into it, and a finished job leaves nothing behind."""
+
+from __future__ import annotations
+
+import io
+import secrets
+import shutil
+from pathlib import Path
+
+import pytest
+
+from audiojobs.storage import open_store
+from tests.conftest import AUTH, _redis_dbs, wait_for_job, word_error_rate
+from tests.integration.conftest import build_stack
+from tests.services import JFK_FLAC, JFK_TEXT, MediaServer, PostgresServer, RedisServer, S3Server
+
+pytestmark = pytest.mark.integration
+SUBMIT = "/api/v1/audio/jobs/submit"
+
+
+def _upload(client, name: str) -> int:  # type: ignore[no-untyped-def]
+    from werkzeug.test import EnvironBuilder
+
+    builder = EnvironBuilder(path=SUBMIT, method="POST", headers=AUTH, content_type="multipart/form-data",
+                             data={"file": (io.BytesIO(JFK_FLAC.read_bytes()), name)})
+    environ = builder.get_environ()
+    try:
+        resp = client.open(environ)
+    finally:
+        environ["wsgi.input"].close()
+        builder.close()
+    assert resp.status_code == 202, resp.get_json()
+    return int(resp.get_json()["id"])
+
+
+def test_jobs_move_through_an_s3_store_and_leave_nothing(tmp_path: Path, test_redis: RedisServer,
+                                                        postgres: PostgresServer, s3_env: S3Server) -> None:
+    prefix = f"e2e-{secrets.token_hex(3)}"
+    extra = {**s3_env.env, "AUDIO_STORAGE_URL": f"s3://audiojobs/{prefix}"}
+    with build_stack("postgresql", tmp_path, test_redis.url(next(_redis_dbs) % 15 + 1), postgres,
+                     extra_env=extra) as stack:
+        site = tmp_path / "site"
+        site.mkdir()
+        shutil.copy(JFK_FLAC, site / "jfk.flac")
+        server = MediaServer(site, port=stack.media_port)
+        bucket_dir = s3_env.data_dir / "audiojobs" / prefix
+        try:
+            ids = {
+                "local_path": stack.client.post(SUBMIT, headers=AUTH,
+                                                json={"local_path": str(stack.media_root / "jfk.flac")}),
+                "url": stack.client.post(SUBMIT, headers=AUTH, json={"url": server.url("jfk.flac")}),
+            }
+            job_ids = {kind: int(resp.get_json()["id"]) for kind, resp in ids.items()}
+            job_ids["upload"] = _upload(stack.client, "speech.flac")
+            # The API put the upload into the S3 store, not on any disk of its own.
+            uploaded = [p for p in bucket_dir.rglob("*") if p.is_file()]
+            assert [p.name for p in uploaded] == ["source.flac"] and "/upload/0/" in str(uploaded[0])
+            assert not (stack.settings.work_path / "jobs").exists()
+            worker = stack.start_worker()
+            try:
+                for kind, job_id in job_ids.items():
+                    job = wait_for_job(stack.client, job_id, timeout=120)
+                    assert job["status"] == "completed", (kind, job)
+                    result = stack.client.get(f"/api/v1/audio/jobs/{job_id}/result", headers=AUTH).get_json()
+                    assert word_error_rate(JFK_TEXT, result["text"]) <= 0.1, kind
+                    assert stack.leftovers(job_id) == [], kind
+            finally:
+                worker.stop()
+        finally:
+            server.stop()
+        assert list(open_store(stack.settings).list_objects("")) == []  # nothing left in the store
+        assert not [p for p in bucket_dir.rglob("*") if p.is_file()]
+        assert not [p for p in stack.settings.scratch_path.rglob("*") if p.is_file()]  # nor in scratch
