@@ -8,6 +8,7 @@ dies is started again (see ``Supervisor``); Ctrl-C or SIGTERM stops them all.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import shutil
 import signal
@@ -25,6 +26,7 @@ from audiojobs.config import Settings, environ_with
 from audiojobs.embedded_redis import free_port, redis_command, wait_for_redis, write_url_file
 from audiojobs.errors import ConfigError
 from audiojobs.local_secrets import api_key_path, flower_auth_path, jwt_secret_path, read_or_create_secret
+from audiojobs.pipeline.guard import host_identity
 
 STOP_GRACE_SECONDS = 15.0
 # A child that dies is started again after these delays (the n-th fast crash in a row waits the
@@ -166,7 +168,17 @@ def celery_cmd(*args: str) -> list[str]:
     return python_cmd("-m", "celery", "-A", "audiojobs.worker", *args)
 
 
+def node_name(name: str) -> str:
+    """A Celery node name unique to this host: ``NAME@%h`` becomes ``NAME-ID@%h``, ID a short digest of
+    the host's boot id and PID namespace, so containers sharing a hostname stay apart in Flower.
+    Other names (``-n w1@gpu-3``) are the operator's and are left as they are."""
+    if not name.endswith("@%h"):
+        return name
+    return f"{name[:-3]}-{hashlib.sha256(host_identity().encode()).hexdigest()[:6]}@%h"
+
+
 def worker_cmd(settings: Settings, concurrency: int | None = None, hostname: str = "audiojobs@%h") -> list[str]:
+    hostname = node_name(hostname)
     queues = ",".join(dict.fromkeys([settings.control_queue, settings.cpu_queue, settings.transcribe_queue]))
     return celery_cmd("worker", "-Q", queues, "-c", str(concurrency or settings.worker_concurrency),
                       "-n", hostname, "--loglevel", settings.log_level.upper())
@@ -196,6 +208,7 @@ def detect_gpus(settings: Settings, visible: str | None = None) -> tuple[str, ..
 
 def gpu_worker_cmd(settings: Settings, gpus: tuple[str, ...], hostname: str = "audiojobs-gpu@%h") -> list[str]:
     """A prefork worker on the transcribe queue only, one pool process per GPU."""
+    hostname = node_name(hostname)
     return celery_cmd("worker", "-Q", settings.transcribe_queue, "-P", "prefork", "-c", str(max(1, len(gpus))),
                       "-n", hostname, "--loglevel", settings.log_level.upper())
 

@@ -15,6 +15,8 @@ import os
 import socket
 import threading
 import time
+from functools import lru_cache
+from pathlib import Path
 
 from audiojobs.config import Settings
 from audiojobs.db import session_scope
@@ -34,14 +36,37 @@ class AttemptStopped(Exception):
         self.reason = reason
 
 
+@lru_cache(maxsize=1)
+def _machine() -> str:
+    """The kernel's boot id (one per machine and boot; containers share their host's) and this
+    process's PID namespace (one per container): what tells apart hosts that share a hostname."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")[:12]
+    except OSError:
+        boot = "noboot"
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        namespace = 0
+    return f"{boot}-{namespace}"
+
+
+def host_identity() -> str:
+    """This host as leases name it: ``hostname/bootid-pidnamespace``. Two machines or containers with
+    the same hostname (and the same PIDs) never share it, so neither judges the other's processes."""
+    return f"{socket.gethostname()}/{_machine()}"
+
+
 def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return f"{host_identity()}:{os.getpid()}"
 
 
 def holder_is_dead(holder: str) -> bool:
-    """True when ``holder`` (host:pid) is a process on this host that no longer exists."""
+    """True when ``holder`` (a ``worker_id``) is a process of this very host that no longer exists.
+    Any other holder (another host or container, or an id from before identities named both) is
+    judged by its lease alone."""
     host, _, pid = holder.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
+    if host != host_identity() or not pid.isdigit():
         return False  # another host's worker: only its lease tells
     try:
         os.kill(int(pid), 0)
