@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,23 @@ def worker(queues: str | None, concurrency: int | None, autoscale: str | None, h
         del cmd[at:at + 2]
         cmd += ["--autoscale", autoscale]
     os.execve(sys.executable, [*cmd, *celery_args], environ_with({**env, **WORKER_ENV}))
+
+
+@main.command("ping-worker")
+@click.option("-n", "--hostname", default="audiojobs@%h", show_default=True,
+              help="The worker's node name, as given to `audiojobs worker -n` (%h: this host).")
+@click.option("--timeout", type=float, default=5.0, show_default=True, help="Seconds to wait for the answer.")
+def ping_worker(hostname: str, timeout: float) -> None:
+    """Exit 0 when this host's worker answers a ping (a container health check)."""
+    from audiojobs.celery_app import celery_init_app
+    from audiojobs.local_stack import node_name
+
+    settings, _env = _with_redis(_settings())
+    node = node_name(hostname).replace("%h", socket.gethostname())
+    replies = celery_init_app(settings).control.ping(destination=[node], timeout=timeout) or []
+    if not any(node in reply for reply in replies):
+        raise click.ClickException(f"{node} did not answer within {timeout:g} s")
+    click.echo(f"{node}: pong")
 
 
 @main.command("gpu-worker", context_settings={"ignore_unknown_options": True})

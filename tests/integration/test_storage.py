@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import secrets
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -59,6 +61,14 @@ def test_jobs_move_through_an_s3_store_and_leave_nothing(tmp_path: Path, test_re
             assert not (stack.settings.work_path / "jobs").exists()
             worker = stack.start_worker()
             try:
+                # The container health check: this host's worker, under the node name it really has.
+                ping = [sys.executable, "-m", "audiojobs.cli", "ping-worker", "--timeout", "3"]
+                answered = subprocess.run([*ping, "-n", worker.name], env=stack.env, capture_output=True,
+                                          text=True, timeout=60)
+                assert answered.returncode == 0 and answered.stdout.endswith(": pong\n"), answered.stderr
+                silent = subprocess.run([*ping, "-n", "nobody@%h"], env=stack.env, capture_output=True, text=True,
+                                        timeout=60)
+                assert silent.returncode == 1 and "did not answer within 3 s" in silent.stderr
                 for kind, job_id in job_ids.items():
                     job = wait_for_job(stack.client, job_id, timeout=120)
                     assert job["status"] == "completed", (kind, job)

@@ -56,7 +56,8 @@ def _parse(args: list[str]) -> list[str]:
 
 def test_compose_has_the_whole_stack(compose: dict) -> None:
     services = compose["services"]
-    assert set(services) == {"redis", "postgres", "migrate", "api", "cpu-worker", "gpu-worker", "beat", "flower"}
+    assert set(services) == {"redis", "postgres", "minio", "create-bucket", "migrate", "api", "cpu-worker",
+                             "gpu-worker", "beat", "flower"}
     assert "--appendonly" in services["redis"]["command"] and "pg-data" in compose["volumes"]
     assert services["gpu-worker"]["profiles"] == ["gpu"]
     device = services["gpu-worker"]["deploy"]["resources"]["reservations"]["devices"][0]
@@ -67,6 +68,25 @@ def test_compose_has_the_whole_stack(compose: dict) -> None:
     assert services["migrate"]["command"] == ["audiojobs", "db", "upgrade"]
     for name in ("api", "cpu-worker", "beat", "flower", "gpu-worker"):
         assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+        assert services[name]["depends_on"]["create-bucket"]["condition"] == "service_completed_successfully"
+
+
+def test_compose_app_services_share_only_network_services(compose: dict) -> None:
+    """Redis, PostgreSQL and the object store (MinIO, its bucket made by a one-shot): no disk is shared
+    between app services but the read-only inbox of local_path, so each can move to a host of its own."""
+    services = compose["services"]
+    assert services["minio"]["healthcheck"]["test"] and "minio-data" in compose["volumes"]
+    assert "mc mb --ignore-existing store/audiojobs" in " ".join(services["create-bucket"]["entrypoint"])
+    assert services["create-bucket"]["depends_on"]["minio"]["condition"] == "service_healthy"
+    for name in ("api", "cpu-worker", "gpu-worker", "beat", "flower", "migrate"):
+        env = services[name]["environment"]
+        assert env["AUDIO_STORAGE_URL"] == "s3://audiojobs/jobs-data", name
+        assert env["AUDIO_S3_ENDPOINT_URL"] == "http://minio:9000", name
+        assert env["AWS_ACCESS_KEY_ID"] and env["AWS_SECRET_ACCESS_KEY"], name  # from .env
+        mounts = [v["target"] if isinstance(v, dict) else v.split(":")[1] for v in services[name].get("volumes", [])]
+        assert "/data/work" not in mounts, name  # scratch stays inside each container
+    assert services["cpu-worker"]["healthcheck"]["test"] == ["CMD", "audiojobs", "ping-worker"]
+    _parse(["ping-worker"])
     assert services["flower"]["environment"]["FLOWER_BASIC_AUTH"]  # authenticated
     assert "scale" not in services["cpu-worker"] and "container_name" not in services["cpu-worker"]  # scalable
 
