@@ -381,15 +381,17 @@ def fail_job(session: Session, job_id: int, *, code: str, message: str, attempt:
     return True
 
 
-def retry_later(session: Session, attempt: Attempt, *, code: str, message: str, delay_seconds: float) -> str:
+def retry_later(session: Session, attempt: Attempt, *, code: str, message: str, delay_seconds: float,
+                spend_retry: bool = True) -> str:
     """A transient error: ``retrying`` (the job waits ``delay_seconds`` for a new dispatch),
-    ``failed`` (retries used up) or ``stale``."""
+    ``failed`` (retries used up) or ``stale``. ``spend_retry=False`` for an outage of the system's
+    own infrastructure (the object store), which is waited out like a database outage."""
     job = _own_job(session, attempt)
     if job is None:
         _close_stale_run(session, attempt)
         return "stale"
     _close_own_run(session, attempt, StageRunStatus.RETRYING, code, message)
-    job.retry_count += 1
+    job.retry_count += 1 if spend_retry else 0
     note_error(job, attempt.stage.value, code, message)
     if job.retry_count > job.max_retries:
         end_job(job, JobStatus.FAILED, code, f"{message} (gave up after {job.max_retries} retries)")

@@ -27,7 +27,7 @@ from audiojobs import metrics, webhooks
 from audiojobs.celery_app import AudioJobsTask, app_settings
 from audiojobs.config import Settings
 from audiojobs.db import session_scope
-from audiojobs.errors import AudioJobsError
+from audiojobs.errors import AudioJobsError, StorageUnavailable
 from audiojobs.jobs import recovery, service
 from audiojobs.jobs.service import Decision
 from audiojobs.jobs.states import PIPELINE, JobStatus, Stage
@@ -108,8 +108,8 @@ class StageTask(AudioJobsTask):
             except SoftTimeLimitExceeded:
                 self._fail(ctx, "timeout", f"{stage.value} ran past its time limit")
             except AudioJobsError as exc:
-                if exc.transient:
-                    self._retry_later(ctx, exc.code, exc.message)
+                if exc.transient:  # a store outage is waited out without spending the job's retries
+                    self._retry_later(ctx, exc.code, exc.message, spend_retry=not isinstance(exc, StorageUnavailable))
                 self._fail(ctx, exc.code, exc.message)
             except TRANSIENT_EXCEPTIONS as exc:
                 log.warning("job %s: %s hit a transient error: %r", job_id, stage.value, exc)
@@ -173,10 +173,11 @@ class StageTask(AudioJobsTask):
             self._job_ended(ctx)
         raise Ignore()
 
-    def _retry_later(self, ctx: StageContext, code: str, message: str) -> None:
+    def _retry_later(self, ctx: StageContext, code: str, message: str, spend_retry: bool = True) -> None:
         delay = retry_delay(ctx.attempt.attempt)
         with session_scope(ctx.settings.effective_database_url) as session:
-            outcome = service.retry_later(session, ctx.attempt, code=code, message=message, delay_seconds=delay)
+            outcome = service.retry_later(session, ctx.attempt, code=code, message=message, delay_seconds=delay,
+                                          spend_retry=spend_retry)
         if outcome == "failed":
             remove_job_files(ctx.settings, ctx.attempt.job_uuid)
             self._job_ended(ctx)
