@@ -11,6 +11,9 @@ machines are noisy), printed as a table and written to var/bench/bench.json.
                   against gunicorn on PostgreSQL
   e  memory       peak RSS of an API process and of a worker process with the model loaded
   f  long         a 30-minute file end to end, its progress sampled every second, against the raw call
+  g  storage      the same jobs with the file store and with an S3 store (rclone serve s3 on 127.0.0.1),
+                  side by side: submit-to-completed of jfk.flac and of the 5-minute clip; a process's
+                  peak memory while a 1 GB file goes up to the S3 store and back
 
 Usage: scripts/bench [--only a,b,...] [--smoke] [--long-minutes 30] [--clip-minutes 5] [--out PATH]
 ``--smoke`` runs every part at tiny sizes (scripts/test does, so the suite cannot rot).
@@ -124,7 +127,7 @@ class Stack:
     worker, in multi-user mode with ``users`` users who each have an API key and their own media."""
 
     def __init__(self, tmp: Path, db_url: str, users: int, worker_processes: int, api_workers: int,
-                 media: list[Path], cpu_threads: int) -> None:
+                 media: list[Path], cpu_threads: int, extra_env: dict[str, str] | None = None) -> None:
         self.tmp = tmp
         self.redis_port, self.api_port = free_port(), free_port()
         self.media_root = tmp / "media"
@@ -134,7 +137,8 @@ class Stack:
                     "AUDIOJOBS_DEFAULT_TIER": "bench", "AUDIOJOBS_SINGLE_USER_TIER": "bench",
                     "AUDIO_MAX_QUEUED_PER_USER": "1000000", "AUDIO_LOCAL_ROOTS": str(self.media_root),
                     "AUDIOJOBS_PORT": str(self.api_port), "AUDIOJOBS_API_WORKERS": str(api_workers),
-                    "AUDIOJOBS_LOG_LEVEL": "warning", "AUDIO_WHISPER_CPU_THREADS": str(cpu_threads)}
+                    "AUDIOJOBS_LOG_LEVEL": "warning", "AUDIO_WHISPER_CPU_THREADS": str(cpu_threads),
+                    **(extra_env or {})}
         self.settings = Settings.from_env(self.env)
         self.base = f"http://127.0.0.1:{self.api_port}"
         self.users: list[tuple[str, str]] = []  # (user id, API key)
@@ -481,9 +485,72 @@ def part_f(report: Report, stack: Stack, clip: Path, tmp: Path, threads: int) ->
                            "progress_samples": samples}
 
 
+RSS_PROBE = """
+import json, re, sys
+from pathlib import Path
+from audiojobs.storage.s3 import S3Store
+
+def status(field):
+    return int(re.search(field + r":\\s+(\\d+) kB", Path("/proc/self/status").read_text()).group(1)) / 1024
+
+store = S3Store("audiojobs", "bench-rss/", sys.argv[1])
+store.put_bytes("warm", b"x")  # the client is made and boto3 imported before the baseline
+store.get_bytes("warm")
+before = status("VmHWM")
+store.put_file("big", Path(sys.argv[2]))
+store.fetch_file("big", Path(sys.argv[2] + ".back"))
+print(json.dumps({"before_mb": before, "peak_mb": status("VmHWM")}))
+store.delete_prefix("")
+"""
+
+
+def part_g(report: Report, tmp: Path, clips: dict[str, Path], runs: int, big_mb: int) -> None:
+    from tests.services import S3Server
+
+    server = S3Server(tmp / "s3")
+    try:
+        medians: dict[tuple[str, str], float] = {}
+        _wav, clip_seconds = wav_of(clips["clip"], tmp)
+        labels = {"jfk.flac (11 s)": JFK, f"a {clip_seconds:.0f}-s clip": clips["clip"]}
+        for kind in ("file", "s3"):
+            extra = {} if kind == "file" else {**server.env, "AUDIO_STORAGE_URL": "s3://audiojobs/bench"}
+            (tmp / f"g-{kind}").mkdir()
+            with database(tmp / f"g-{kind}") as (db_url, _label), \
+                    Stack(tmp / f"g-{kind}", db_url, 1, 2, api_workers=1, cpu_threads=1,
+                          media=list(labels.values()), extra_env=extra) as stack:
+                for _ in range(2):
+                    stack.wait(0, stack.submit(0, JFK.name))  # warm: the model loaded in both processes
+                for label, path in labels.items():
+                    medians[(kind, label)] = statistics.median(
+                        timed(lambda p=path: stack.wait(0, stack.submit(0, p.name))) for _ in range(runs))
+        for label in labels:
+            file_s, s3_s = medians[("file", label)], medians[("s3", label)]
+            report.add("g", f"submit-to-completed, file store, {label}", file_s, "s")
+            report.add("g", f"submit-to-completed, S3 store, {label}", s3_s, "s")
+            if label.startswith("jfk"):
+                report.add("g", f"S3 - file, per job, {label}", s3_s - file_s, "s", "<= 0.15 s", s3_s - file_s <= 0.15)
+            else:
+                share = 100 * (s3_s - file_s) / file_s
+                report.add("g", f"S3 / file - 1, {label}", share, "%", "<= 5 %", share <= 5)
+        big = tmp / "big.bin"
+        with open(big, "wb") as out:  # real bytes, not a sparse file: what a long recording is
+            block = os.urandom(1024 * 1024)
+            for _ in range(big_mb):
+                out.write(block)
+        env = {**os.environ, **server.env}
+        probe = json.loads(subprocess.run([sys.executable, "-c", RSS_PROBE, server.endpoint, str(big)], env=env,
+                                          capture_output=True, text=True, check=True, cwd=REPO).stdout)
+        growth = probe["peak_mb"] - probe["before_mb"]
+        report.add("g", f"peak RSS growth moving {big_mb} MB up to S3 and back", growth, "MB", "<= 50 MB",
+                   growth <= 50)
+        report.details["g"] = {"medians": {f"{kind} {label}": v for (kind, label), v in medians.items()}, "rss": probe}
+    finally:
+        server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="a,b,c,d,e,f", help="parts to run, e.g. b,c")
+    parser.add_argument("--only", default="a,b,c,d,e,f,g", help="parts to run, e.g. b,c")
     parser.add_argument("--smoke", action="store_true", help="every part at tiny sizes (used by scripts/test)")
     parser.add_argument("--clip-minutes", type=float, default=5.0, help="the clip of part a")
     parser.add_argument("--long-minutes", type=float, default=30.0, help="the file of part f")
@@ -521,6 +588,9 @@ def main() -> None:
                         part_d(report, stack, reads, submits, tmp)
                     if "e" in parts:
                         part_e(report, stack)
+        if "g" in parts:
+            part_g(report, tmp, clips, runs, big_mb=32 if smoke else 1024)
+            print(report.table(), flush=True)
     elapsed = time.perf_counter() - begun
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
     print(f"\naudiojobs benchmarks ({'smoke' if smoke else 'full'}), {machine}, {elapsed / 60:.1f} min")

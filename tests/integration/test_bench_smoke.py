@@ -25,9 +25,11 @@ def test_every_part_of_the_benchmark_runs(tmp_path: Path) -> None:
     parts = {f["part"] for f in report["figures"] if f["value"] is not None}
     figures = {f["name"]: f["value"] for f in report["figures"]}
     if shutil.which("ab") is None:  # scripts/test installs apache2-utils where it can (root, apt)
-        assert "API load" in figures and parts == {"a", "b", "c", "e", "f"}
+        assert "API load" in figures and parts == {"a", "b", "c", "e", "f", "g"}
         return
-    assert parts == {"a", "b", "c", "d", "e", "f"}, report["figures"]
+    assert parts == {"a", "b", "c", "d", "e", "f", "g"}, report["figures"]
+    assert figures["submit-to-completed, S3 store, jfk.flac (11 s)"] > 0
+    assert figures["peak RSS growth moving 32 MB up to S3 and back"] is not None
     assert figures["openai-whisper / faster-whisper (batched)"] > 0
     assert figures["peak RSS, worker process (model loaded)"] > figures["peak RSS, API process (gunicorn worker)"] > 0
     assert figures["progress never went back"] == 1.0
