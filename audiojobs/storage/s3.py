@@ -22,6 +22,7 @@ from typing import IO, Any, NoReturn, TypeVar
 from urllib.parse import urlparse
 
 import boto3
+from boto3.exceptions import Boto3Error
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
@@ -80,6 +81,9 @@ class S3Store:
             code = str(exc.response.get("Error", {}).get("Code", ""))
             status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
             if code in _MISSING and key is not None:
+                if code == "404" and not self._bucket_exists():  # a HEAD's bare 404 says not which
+                    raise StorageMisconfigured(
+                        f"AUDIO_STORAGE_URL: the bucket {self.bucket!r} does not exist ({where})") from None
                 raise ArtifactMissing(f"{key} is not in {where}") from None
             if code in _NO_BUCKET or (code in _MISSING and key is None):  # head_bucket says only 404
                 raise StorageMisconfigured(f"AUDIO_STORAGE_URL: the bucket {self.bucket!r} does not exist ({where})") \
@@ -99,8 +103,24 @@ class S3Store:
             return fn()
         except (ClientError, BotoCoreError) as exc:
             self._fail(exc, key)
+        except Boto3Error as exc:
+            # The managed transfers wrap what went wrong: upload_file raises S3UploadFailedError
+            # in the ClientError's handler, download_file RetriesExceededError with the last error.
+            inner = getattr(exc, "last_exception", None) or exc.__cause__ or exc.__context__
+            if isinstance(inner, ClientError | BotoCoreError):
+                self._fail(inner, key)
+            raise StorageUnavailable(f"{self.describe()}: {exc}") from None
         except OSError as exc:  # a connection reset below botocore
             raise StorageUnavailable(f"{self.describe()} is unreachable ({exc!r})") from None
+
+    def _bucket_exists(self) -> bool:
+        try:
+            self._client().head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            return str(exc.response.get("Error", {}).get("Code", "")) not in _MISSING | _NO_BUCKET
+        except BotoCoreError:
+            return True  # unknown: let the caller's error stand
+        return True
 
     def put_file(self, key: str, source: Path) -> None:
         self._call(lambda: self._client().upload_file(str(source), self.bucket, self._key(key), Config=TRANSFER))

@@ -130,3 +130,22 @@ def test_a_store_outage_of_ten_seconds_loses_nothing_and_does_nothing_twice(
             assert list(open_store(stack.settings).list_objects("")) == []
     finally:
         outage.stop()
+
+
+def test_a_misconfigured_store_fails_the_job_at_once_naming_the_setting(
+        tmp_path: Path, test_redis: RedisServer, postgres: PostgresServer, s3_env: S3Server) -> None:
+    extra = {**s3_env.env, "AUDIO_STORAGE_URL": "s3://no-such-bucket/x"}
+    with build_stack("postgresql", tmp_path, test_redis.url(next(_redis_dbs) % 15 + 1), postgres,
+                     extra_env=extra) as stack:
+        ready = stack.client.get("/readyz")
+        assert ready.status_code == 503 and ready.get_json()["checks"]["storage"] == "misconfigured"
+        worker = stack.start_worker()
+        try:
+            job_id = int(stack.client.post(SUBMIT, headers=AUTH, json={
+                "local_path": str(stack.media_root / "jfk.flac")}).get_json()["id"])
+            job = wait_for_job(stack.client, job_id, timeout=60)
+        finally:
+            worker.stop()
+    assert (job["status"], job["error_code"], job["stage"]) == ("failed", "storage_misconfigured", "audio_download")
+    assert "AUDIO_STORAGE_URL" in job["error_message"] and "no-such-bucket" in job["error_message"]
+    assert job["retry_count"] == 0  # not retried: another try would not change it

@@ -110,3 +110,14 @@ def test_an_unreachable_store_is_transient(tmp_path: Path, s3_env: S3Server) -> 
         outage.start()
     assert store.get_bytes("k") == b"1"  # back, with its data
     outage.stop()
+
+
+def test_a_file_upload_to_a_missing_bucket_is_misconfigured_too(tmp_path: Path, s3_env: S3Server) -> None:
+    """upload_file and download_file wrap the server's answer in boto3's own errors: still classified."""
+    source = tmp_path / "a.wav"
+    source.write_bytes(b"RIFF")
+    store = S3Store("no-such-bucket", "", s3_env.endpoint)
+    with pytest.raises(StorageMisconfigured, match="no-such-bucket"):
+        store.put_file("k", source)
+    with pytest.raises(StorageMisconfigured, match="no-such-bucket"):
+        store.fetch_file("k", tmp_path / "back.wav")
