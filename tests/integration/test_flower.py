@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from audiojobs.embedded_redis import free_port
+from audiojobs.local_stack import node_name
 from tests.conftest import AUTH, wait_for_job
 from tests.integration.conftest import Stack
 
@@ -59,7 +60,8 @@ def test_flower_shows_workers_and_the_stage_tasks_of_a_job(bare_stack: Stack) ->
             assert time.monotonic() < deadline, [(t["name"], t["state"], t.get("args")) for t in tasks.values()]
             time.sleep(0.5)
         workers = requests.get(f"{base}/api/workers", auth=auth, params={"refresh": "1"}, timeout=10).json()
-        assert worker.name.replace("%h", os.uname().nodename) in workers, list(workers)
+        # The node name the worker really has: NAME-ID@HOST (see local_stack.node_name).
+        assert node_name(worker.name).replace("%h", os.uname().nodename) in workers, list(workers)
         assert requests.get(f"{base}/api/tasks", timeout=5).status_code == 401  # no credentials, no data
     finally:
         if worker is not None:
