@@ -32,7 +32,7 @@ def test_objects_round_trip_and_go_away(store: ArtifactStore, tmp_path: Path) ->
     store.put_bytes("jobs/u1/audio_transcribe/3/transcript.json", b'{"text": "ask not"}')
     assert store.get_bytes("jobs/u1/audio_transcribe/3/transcript.json") == b'{"text": "ask not"}'
     big = tmp_path / "big.bin"
-    big.write_bytes(os.urandom(20 * 1024 * 1024 + 123))  # past the multipart threshold: three parts
+    big.write_bytes(os.urandom(40 * 1024 * 1024 + 123))  # past the 32 MB multipart threshold: six parts
     store.put_file("jobs/u1/audio_convert/2/audio.wav", big)
     fetched = tmp_path / "scratch" / "audio.wav"
     store.fetch_file("jobs/u1/audio_convert/2/audio.wav", fetched)
