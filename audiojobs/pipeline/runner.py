@@ -2,10 +2,9 @@
 
 Every stage task calls ``run_stage``. It asks the job service what the message means (start an
 attempt, skip a stage already done, wait for another attempt's lease, or ignore a stale or foreign
-message), runs the plain stage
-function under a heartbeat, and then moves the job on, schedules a retry for a transient error,
-or ends the job ``failed`` with the error's code. Ending a job, or ignoring a message, raises
-``Ignore``, which also stops the rest of the chain.
+message), runs the plain stage function under a heartbeat, and then moves the job on, schedules a
+retry for a transient error, or ends the job ``failed`` with the error's code. Ending a job, or
+ignoring a message, raises ``Ignore``, which also stops the rest of the chain.
 
 Infrastructure failures around the stage (the database unreachable while opening or closing an
 attempt) retry the message itself with Celery, changing nothing in the database.
