@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -44,6 +45,22 @@ class Stack:
 
     def start_beat(self, env: dict[str, str] | None = None) -> BeatProcess:
         return BeatProcess({**self.env, **(env or {})}, self.tmp / "beat.log")
+
+    def upload(self, name: str, data: bytes) -> int:
+        """Submit ``data`` as a multipart upload named ``name``; the new job's id."""
+        from werkzeug.test import EnvironBuilder
+
+        # Built by hand so the encoded body (a temporary file above 500 KB) is closed when done.
+        builder = EnvironBuilder(path="/api/v1/audio/jobs/submit", method="POST", headers={"X-API-KEY": API_KEY},
+                                 content_type="multipart/form-data", data={"file": (io.BytesIO(data), name)})
+        environ = builder.get_environ()
+        try:
+            resp = self.client.open(environ)
+        finally:
+            environ["wsgi.input"].close()
+            builder.close()
+        assert resp.status_code == 202, resp.get_json()
+        return int(resp.get_json()["id"])
 
     def leftovers(self, job_id: int) -> list[str]:
         """What job ``job_id`` still has: its objects in the store and this host's scratch directory."""

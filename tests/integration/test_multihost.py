@@ -10,7 +10,6 @@ here, ``AUDIO_TRANSCRIBE_QUEUE=audio_gpu``); beat.
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import signal
@@ -113,21 +112,6 @@ def cluster(tmp_path: Path, test_redis: RedisServer, postgres: PostgresServer,
             outage.stop()
 
 
-def _upload(stack: Stack, name: str) -> int:
-    from werkzeug.test import EnvironBuilder
-
-    builder = EnvironBuilder(path=SUBMIT, method="POST", headers=AUTH, content_type="multipart/form-data",
-                             data={"file": (io.BytesIO(JFK_FLAC.read_bytes()), name)})
-    environ = builder.get_environ()
-    try:
-        resp = stack.client.open(environ)
-    finally:
-        environ["wsgi.input"].close()
-        builder.close()
-    assert resp.status_code == 202, resp.get_json()
-    return int(resp.get_json()["id"])
-
-
 def _submit(stack: Stack, **body: str) -> int:
     resp = stack.client.post(SUBMIT, headers=AUTH, json=body)
     assert resp.status_code == 202, resp.get_json()
@@ -161,7 +145,7 @@ def test_pools_on_separate_hosts_share_only_redis_the_database_and_the_store(
         # 1. A URL, a local_path (its root is on the CPU host) and an upload through the API.
         first = [_submit(stack, url=server.url("jfk.flac")),
                  _submit(stack, local_path=str(stack.media_root / "jfk.flac")),
-                 _upload(stack, "speech.flac")]
+                 stack.upload("speech.flac", JFK_FLAC.read_bytes())]
         for job_id in first:
             job = wait_for_job(stack.client, job_id, timeout=120)
             assert job["status"] == "completed", job

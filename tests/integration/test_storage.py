@@ -3,7 +3,6 @@ there, uploads go straight into it, and a finished job leaves nothing behind."""
 
 from __future__ import annotations
 
-import io
 import secrets
 import shutil
 import subprocess
@@ -25,21 +24,6 @@ pytestmark = pytest.mark.integration
 SUBMIT = "/api/v1/audio/jobs/submit"
 
 
-def _upload(client, name: str) -> int:  # type: ignore[no-untyped-def]
-    from werkzeug.test import EnvironBuilder
-
-    builder = EnvironBuilder(path=SUBMIT, method="POST", headers=AUTH, content_type="multipart/form-data",
-                             data={"file": (io.BytesIO(JFK_FLAC.read_bytes()), name)})
-    environ = builder.get_environ()
-    try:
-        resp = client.open(environ)
-    finally:
-        environ["wsgi.input"].close()
-        builder.close()
-    assert resp.status_code == 202, resp.get_json()
-    return int(resp.get_json()["id"])
-
-
 def test_jobs_move_through_an_s3_store_and_leave_nothing(tmp_path: Path, test_redis: RedisServer,
                                                         postgres: PostgresServer, s3_env: S3Server) -> None:
     prefix = f"e2e-{secrets.token_hex(3)}"
@@ -58,7 +42,7 @@ def test_jobs_move_through_an_s3_store_and_leave_nothing(tmp_path: Path, test_re
                 "url": stack.client.post(SUBMIT, headers=AUTH, json={"url": server.url("jfk.flac")}),
             }
             job_ids = {kind: int(resp.get_json()["id"]) for kind, resp in ids.items()}
-            job_ids["upload"] = _upload(stack.client, "speech.flac")
+            job_ids["upload"] = stack.upload("speech.flac", JFK_FLAC.read_bytes())
             # The API put the upload into the S3 store, not on any disk of its own.
             uploaded = [p for p in bucket_dir.rglob("*") if p.is_file()]
             assert [p.name for p in uploaded] == ["source.flac"] and "/upload/0/" in str(uploaded[0])
