@@ -76,15 +76,22 @@ def wait_completed(base: str, key: str, job_id: int, timeout: float) -> dict:
     raise AssertionError(f"job {job_id} not final within {timeout} s")
 
 
-def test_up_serves_the_whole_system_on_embedded_defaults(tmp_path: Path) -> None:
+def start_up(tmp_path: Path, **extra: str) -> tuple[subprocess.Popen, Path, int, int]:
+    """`audiojobs up` as a user runs it, on embedded defaults under tmp_path/var: (process, its log,
+    API port, Flower port)."""
     port, flower_port = free_port(), free_port()
-    inbox = tmp_path / "var" / "inbox"
     env = clean_env(AUDIOJOBS_VAR_DIR=str(tmp_path / "var"), AUDIOJOBS_PORT=str(port), FLOWER_PORT=str(flower_port),
-                    AUDIOJOBS_API_WORKERS="1", AUDIOJOBS_WORKER_CONCURRENCY="1")
+                    AUDIOJOBS_API_WORKERS="1", AUDIOJOBS_WORKER_CONCURRENCY="1", **extra)
     log = tmp_path / "up.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "audiojobs.cli", "up"], env=env, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
+    return proc, log, port, flower_port
+
+
+def test_up_serves_the_whole_system_on_embedded_defaults(tmp_path: Path) -> None:
+    inbox = tmp_path / "var" / "inbox"
+    proc, log, port, flower_port = start_up(tmp_path)
     try:
         key = wait_for_output(log, r"API key\s+(\S+)", proc, 90).group(1)
         roots = wait_for_output(log, r"Local roots\s+(\S+)", proc, 5).group(1).split(":")
@@ -200,15 +207,9 @@ def test_up_restarts_a_worker_killed_by_sigkill_and_its_job_completes_once(tmp_p
     completes on the restarted worker, its transcription run twice and stored once."""
     from tests.media import jfk_repeated
 
-    port, flower_port = free_port(), free_port()
     inbox = tmp_path / "var" / "inbox"
-    env = clean_env(AUDIOJOBS_VAR_DIR=str(tmp_path / "var"), AUDIOJOBS_PORT=str(port), FLOWER_PORT=str(flower_port),
-                    AUDIOJOBS_API_WORKERS="1", AUDIOJOBS_WORKER_CONCURRENCY="1", AUDIO_REAPER_INTERVAL_SECONDS="1",
-                    AUDIO_WHISPER_BATCH_SIZE="0")  # window by window: long enough to be caught mid-way
-    log = tmp_path / "up.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "audiojobs.cli", "up"], env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+    # Window by window: long enough to be caught mid-way.
+    proc, log, port, _flower = start_up(tmp_path, AUDIO_REAPER_INTERVAL_SECONDS="1", AUDIO_WHISPER_BATCH_SIZE="0")
     try:
         key = wait_for_output(log, r"API key\s+(\S+)", proc, 90).group(1)
         inbox.mkdir(parents=True, exist_ok=True)
