@@ -10,20 +10,23 @@ from celery import Celery, Task
 from celery.signals import setup_logging, worker_process_init
 
 import celeryconfig
-from audiojobs.config import Settings, get_settings
+from audiojobs.config import Settings, get_settings, set_visible_cuda_devices
 from audiojobs.db import dispose_engines
+from audiojobs.errors import ConfigError, ModelUnavailable
+from audiojobs.logs import configure as configure_logging
+from audiojobs.transcription.registry import get_backend
 
 log = logging.getLogger(__name__)
 
 # The workers' app: the stage tasks register on it.
-celery = Celery("audiojobs", include=["audiojobs.pipeline.tasks"])
+celery = Celery("audiojobs", include=["audiojobs.pipeline.tasks", "audiojobs.webhooks.tasks"])
 
 
 def _configure(app: Celery, settings: Settings) -> Celery:
+    """No I/O: the broker is connected to when a task is first sent or received."""
     if not settings.redis_url:
-        from audiojobs.embedded_redis import ensure_embedded_redis
-
-        settings = ensure_embedded_redis(settings)
+        raise ConfigError("REDIS_URL is unset: Celery needs the broker (`audiojobs up` and the `audiojobs` "
+                          "commands start or find one and pass it on)")
     app.conf.update(celeryconfig.build(settings))
     app.conf.audiojobs_settings = settings
     return app
@@ -52,9 +55,7 @@ def app_settings() -> Settings:
 @setup_logging.connect
 def _setup_logging(**_kwargs: Any) -> None:
     """Workers and beat log like the API: audiojobs.logs, not Celery's own format."""
-    from audiojobs import logs
-
-    logs.configure(app_settings())
+    configure_logging(app_settings())
 
 
 @worker_process_init.connect
@@ -77,8 +78,6 @@ def pin_gpu(devices: tuple[str, ...]) -> str:
     touches CUDA: the parent never does, so each child initialises CUDA on its own device only."""
     from billiard.process import current_process
 
-    from audiojobs.config import set_visible_cuda_devices
-
     index = getattr(current_process(), "index", 0) or 0
     device = devices[index % len(devices)]
     set_visible_cuda_devices(device)
@@ -88,9 +87,6 @@ def pin_gpu(devices: tuple[str, ...]) -> str:
 
 def preload_model(settings: Settings) -> None:
     """Load the default model in this pool process now, so the first job does not wait for it."""
-    from audiojobs.errors import ModelUnavailable
-    from audiojobs.transcription.registry import get_backend
-
     try:
         backend = get_backend("whisper-1", settings)
         log.info("model %s loaded (%s on %s)", backend.model_label, backend.name, getattr(backend, "device", "?"))

@@ -12,13 +12,14 @@ from typing import Any
 
 import click
 
+from audiojobs.checks import check_settings
 from audiojobs.config import Settings, environ_with, get_settings, setting_table
 from audiojobs.errors import AudioJobsError, ConfigError
 
 
 def _settings() -> Settings:
     try:
-        return get_settings()
+        return check_settings(get_settings())
     except ConfigError as exc:
         raise click.ClickException(exc.message) from None
 
@@ -60,6 +61,11 @@ def api(host: str | None, port: int | None, workers: int | None) -> None:
     from audiojobs.local_stack import WORKER_ENV, Supervisor, api_cmd, worker_cmd
 
     settings, env = _with_redis(_settings())
+    if settings.auth_mode == "multi_user" and not settings.jwt_secret:
+        from audiojobs.local_secrets import jwt_secret_path, read_or_create_secret
+
+        # Every API process must sign with the same secret: one kept in var/, made on first use.
+        env["AUDIOJOBS_JWT_SECRET"] = read_or_create_secret(jwt_secret_path(settings.var_path))
     settings = dataclasses.replace(settings, api_host=host or settings.api_host,
                                    api_port=port or settings.api_port,
                                    api_workers=workers or settings.api_workers)

@@ -325,28 +325,11 @@ class Settings:
         return settings
 
     def validate(self) -> None:
+        """The rules this module can judge alone. Those that need another package's knowledge (tier
+        names, stage names, URL guard entries, analysis providers) are
+        :func:`audiojobs.checks.check_settings`, which every process's entry point runs."""
         if self.chunk_overlap_chars >= self.chunk_max_chars:
             raise ConfigError("AUDIO_CHUNK_OVERLAP_CHARS must be smaller than AUDIO_CHUNK_MAX_CHARS")
-        from audiojobs.quotas.tiers import tier_table
-
-        tiers = tier_table(self.tier_limits_json)  # raises ConfigError naming AUDIO_TIER_LIMITS_JSON
-        for name, tier in (("AUDIOJOBS_DEFAULT_TIER", self.default_tier),
-                           ("AUDIOJOBS_SINGLE_USER_TIER", self.single_user_tier)):
-            if tier not in tiers:
-                raise ConfigError(f"{name}: unknown tier {tier!r}; known: {', '.join(sorted(tiers))}")
-        from audiojobs.jobs.states import Stage
-
-        unknown = set(self.worker_stages) - {stage.value for stage in Stage}
-        if unknown:
-            raise ConfigError(f"AUDIO_WORKER_STAGES: unknown stage(s) {', '.join(sorted(unknown))}")
-        from audiojobs.urlguard import UrlPolicy
-
-        UrlPolicy.from_settings(self)  # raises ConfigError naming a bad host entry
-        from audiojobs.analysis.registry import PROVIDER_NAMES
-
-        if self.analysis_default_api not in PROVIDER_NAMES:
-            raise ConfigError(f"AUDIO_ANALYSIS_DEFAULT_API: unknown provider {self.analysis_default_api!r}; "
-                              f"known: {', '.join(sorted(PROVIDER_NAMES))}")
         if len(self.quota_reset_cron.split()) != 5:
             raise ConfigError(f"AUDIO_QUOTA_RESET_CRON must have 5 fields, not {self.quota_reset_cron!r}")
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
@@ -44,6 +45,9 @@ class UTCDateTime(sa.types.TypeDecorator[dt.datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=dt.timezone.utc)
         return value.astimezone(dt.timezone.utc)
+
+
+JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")  # JSONB on PostgreSQL
 
 
 class Base(DeclarativeBase):

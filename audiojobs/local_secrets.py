@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from audiojobs.config import Settings
 
 
 def read_secret(path: Path) -> str | None:
@@ -48,3 +53,20 @@ def flower_auth_path(var_dir: Path) -> Path:
 
 def jwt_secret_path(var_dir: Path) -> Path:
     return var_dir / "jwt_secret"
+
+
+def redis_url_path(var_dir: Path) -> Path:
+    """Where ``audiojobs up`` writes the URL of the Redis it started."""
+    return var_dir / "redis" / "redis.url"
+
+
+def with_local_secrets(settings: Settings) -> Settings:
+    """``settings`` with what ``audiojobs up`` keeps in ``var/`` filled in where the environment left
+    it empty: the API key, the JWT secret and the embedded Redis's URL. Reads only; creates nothing.
+    For entry points (the WSGI module), never for ``create_app``."""
+    var = settings.var_path
+    return dataclasses.replace(
+        settings,
+        api_key=settings.api_key or read_secret(api_key_path(var)),
+        jwt_secret=settings.jwt_secret or read_secret(jwt_secret_path(var)),
+        redis_url=settings.redis_url or read_secret(redis_url_path(var)))

@@ -1,6 +1,13 @@
-"""WSGI entry point for gunicorn: ``gunicorn audiojobs.wsgi:app``."""
-from audiojobs import create_app, logs
+"""WSGI entry point for gunicorn: ``gunicorn audiojobs.wsgi:app``.
+
+An entry point, so it may read: the settings, checked, with what ``audiojobs up`` keeps in ``var/``
+(API key, JWT secret, the embedded Redis's URL) where the environment has none.
+"""
+from audiojobs import logs
+from audiojobs.api.app import create_app
+from audiojobs.checks import check_settings
 from audiojobs.config import get_settings
+from audiojobs.local_secrets import with_local_secrets
 
 logs.configure(get_settings())
-app = create_app()
+app = create_app(with_local_secrets(check_settings(get_settings())))

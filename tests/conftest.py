@@ -16,7 +16,7 @@ import redis as redis_lib
 from flask import Flask
 from flask.testing import FlaskClient
 
-from audiojobs import create_app
+from audiojobs.api.app import create_app
 from audiojobs.config import Settings
 from audiojobs.migrate import upgrade
 from tests.services import JFK_FLAC, MediaServer, PostgresServer, RedisServer, S3Server
@@ -133,6 +133,7 @@ def make_settings(db_url: str, redis_url: str, tmp_path: Path, media_root: Path,
         "DATABASE_URL": db_url,
         "REDIS_URL": redis_url,
         "AUDIOJOBS_API_KEY": API_KEY,
+        "AUDIOJOBS_JWT_SECRET": "test-jwt-secret-" + "j" * 32,  # multi-user mode signs with it
         "AUDIO_LOCAL_ROOTS": str(media_root),
         "AUDIO_WORK_DIR": str(tmp_path / "work"),
     }

@@ -30,7 +30,7 @@ def analyze_cached(provider: AnalysisProvider, transcript_text: str, prompt: str
     """The provider's analysis, from the cache when the same one was made before."""
     if provider.name == "local" or settings.analysis_cache_seconds == 0 or settings.redis_url is None:
         return provider.analyze(transcript_text, prompt)
-    from audiojobs.pipeline.admission import redis_client
+    from audiojobs.redis_client import redis_client
 
     client = redis_client(settings)
     key = cache_key(transcript_text, prompt, provider.name, provider.model)

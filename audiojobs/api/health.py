@@ -30,7 +30,7 @@ def healthz() -> ResponseReturnValue:
 @operation("Readiness: the database, Redis and the object store answer",
            responses={200: R.Readiness, 503: R.Readiness}, auth=False, tag="health")
 def readyz() -> ResponseReturnValue:
-    from audiojobs.pipeline.admission import redis_client
+    from audiojobs.redis_client import redis_client
 
     settings = current_settings()
     checks: dict[str, str] = {}
@@ -67,7 +67,7 @@ def readyz() -> ResponseReturnValue:
 def metrics() -> ResponseReturnValue:
     from audiojobs import metrics as m
     from audiojobs.jobs import service
-    from audiojobs.pipeline.admission import redis_client
+    from audiojobs.redis_client import redis_client
 
     settings = current_settings()
     with session_scope(settings.effective_database_url) as session:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 from werkzeug.datastructures import FileStorage
 
-from audiojobs import formats, metrics, webhooks
+from audiojobs import formats, metrics
 from audiojobs.analysis import reruns
 from audiojobs.api import responses as R
 from audiojobs.api.auth import admin_required, current_settings, login_required
@@ -61,7 +61,7 @@ from audiojobs.errors import (
     ValidationError,
 )
 from audiojobs.jobs import service
-from audiojobs.jobs.models import Analysis, Job, Transcript, TranscriptChunk, WebhookDelivery, WebhookSecret
+from audiojobs.jobs.models import Analysis, Job, Transcript, TranscriptChunk
 from audiojobs.jobs.states import JobStatus
 from audiojobs.logs import job_id_var
 from audiojobs.pipeline import admission
@@ -69,8 +69,11 @@ from audiojobs.pipeline.context import SOURCE_STEM, remove_job_files
 from audiojobs.quotas import minutes
 from audiojobs.quotas.limits import known_tiers, limits_for, tier_of
 from audiojobs.quotas.tiers import TierLimits
+from audiojobs.redis_client import redis_client
 from audiojobs.storage import artifact_key, open_store
 from audiojobs.users import service as users
+from audiojobs.webhooks import service as webhooks
+from audiojobs.webhooks.models import WebhookDelivery, WebhookSecret
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +136,7 @@ def read_upload(settings: Settings) -> tuple[FileStorage, dict[str, Any], dict[s
     info = upload_info(storage)
     if info["bytes"] > limit:
         storage.close()
-        metrics.count_refusal(admission.redis_client(settings), "file_too_large")
+        metrics.count_refusal(redis_client(settings), "file_too_large")
         raise PayloadTooLarge(f"the file is larger than your tier's {limit / 1024 / 1024:g} MB", field="file")
     return storage, info, form_body(request.form)
 
@@ -217,7 +220,7 @@ def check_submit_allowed(session: Session, settings: Settings, owner: str, paylo
     try:
         return _check_submit_allowed(session, settings, owner, payload)
     except (TooManyRequests, QuotaExceeded, PayloadTooLarge) as refusal:
-        metrics.count_refusal(admission.redis_client(settings), refusal.code)
+        metrics.count_refusal(redis_client(settings), refusal.code)
         raise
 
 
@@ -514,7 +517,7 @@ def admin_queues() -> ResponseReturnValue:
     """Depth of each queue (Redis list lengths) and the workers that answer a 1-second ping."""
     settings = current_settings()
     names = list(dict.fromkeys([settings.control_queue, settings.cpu_queue, settings.transcribe_queue]))
-    client = admission.redis_client(settings)
+    client = redis_client(settings)
     depths = {name: int(client.llen(name)) for name in names}
     return jsonify({"queues": depths, "workers": _workers_online()})
 

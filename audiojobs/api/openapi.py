@@ -21,6 +21,7 @@ from flask.typing import ResponseReturnValue
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from audiojobs import __version__
 from audiojobs.api.responses import ErrorResponse
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -127,8 +128,6 @@ def _models(ops: list[Operation]) -> list[type[BaseModel]]:
 
 def build_document(app: Flask) -> dict[str, Any]:
     """The OpenAPI document of ``app``'s declared routes."""
-    from audiojobs import __version__
-
     routes: list[tuple[str, str, Operation]] = []
     for url_rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
         view = app.view_functions[url_rule.endpoint]

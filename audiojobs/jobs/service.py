@@ -40,6 +40,7 @@ from audiojobs.jobs.states import (
     next_stage,
 )
 from audiojobs.quotas import minutes
+from audiojobs.webhooks import service as webhooks
 
 JOB_DOMAIN = "audio"
 JOB_TYPE = "audio_pipeline"
@@ -186,8 +187,6 @@ def end_job(job: Job, status: JobStatus, code: str | None, message: str | None) 
     if (job.payload or {}).get("callback_url"):
         session = object_session(job)
         if session is not None:
-            from audiojobs import webhooks
-
             webhooks.record_event(session, job)  # the outbox row commits with the final status
 
 

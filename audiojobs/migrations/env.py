@@ -7,6 +7,7 @@ from alembic import context
 from audiojobs.db import Base, get_engine
 from audiojobs.jobs import models  # noqa: F401  (registers the tables on Base.metadata)
 from audiojobs.users import models as user_models  # noqa: F401
+from audiojobs.webhooks import models as webhook_models  # noqa: F401
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url")

@@ -14,7 +14,6 @@ user's job by about one job's run time at most.
 from __future__ import annotations
 
 import logging
-from functools import lru_cache
 
 import redis
 from celery import Celery
@@ -25,18 +24,9 @@ from audiojobs.jobs import recovery, service
 from audiojobs.pipeline.flow import publish_and_mark
 from audiojobs.quotas.limits import limits_for
 from audiojobs.quotas.slots import Slots, Taken
+from audiojobs.redis_client import redis_client
 
 log = logging.getLogger(__name__)
-
-
-@lru_cache(maxsize=8)
-def _client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
-
-
-def redis_client(settings: Settings) -> redis.Redis:
-    assert settings.redis_url is not None
-    return _client(settings.redis_url)
 
 
 def slots_for(settings: Settings) -> Slots:

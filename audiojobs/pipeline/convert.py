@@ -18,12 +18,12 @@ from audiojobs.config import Settings
 from audiojobs.db import session_scope
 from audiojobs.errors import InvalidMedia, QuotaExceeded, StageError
 from audiojobs.jobs import service
-from audiojobs.pipeline.admission import redis_client
 from audiojobs.pipeline.context import WAV_NAME, Outcome, StageContext
 from audiojobs.pipeline.guard import AttemptStopped
 from audiojobs.pipeline.probe import probe
 from audiojobs.quotas import minutes
 from audiojobs.quotas.limits import limits_for
+from audiojobs.redis_client import redis_client
 from audiojobs.transcription.wav import SAMPLE_RATE
 
 

@@ -23,11 +23,11 @@ from audiojobs.errors import (
     SourceNotFound,
     TransientStageError,
 )
+from audiojobs.net.egress import EgressProxy
+from audiojobs.net.urlguard import Refused, UrlPolicy
 from audiojobs.pipeline.context import SOURCE_STEM, Outcome, StageContext
-from audiojobs.pipeline.egress import EgressProxy
 from audiojobs.quotas.limits import limits_for
 from audiojobs.sources import Swapped, open_checked
-from audiojobs.urlguard import Refused, UrlPolicy
 
 log = logging.getLogger(__name__)
 

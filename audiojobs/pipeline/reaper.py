@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import redis
 from celery import Celery
 
-from audiojobs import metrics, webhooks
+from audiojobs import metrics
 from audiojobs.analysis import reruns as analyses
 from audiojobs.config import Settings
 from audiojobs.db import session_scope
@@ -35,7 +35,9 @@ from audiojobs.pipeline import admission, broker
 from audiojobs.pipeline.flow import publish_and_mark
 from audiojobs.pipeline.guard import holder_is_dead
 from audiojobs.quotas import minutes
+from audiojobs.redis_client import redis_client
 from audiojobs.users import service as users_service
+from audiojobs.webhooks import service as webhooks
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +77,7 @@ def reap(settings: Settings, celery: Celery) -> ReapReport:
     with session_scope(db_url) as session:
         expired = recovery.reap_expired_leases(session, holder_is_dead=holder_is_dead)
         recovery.close_abandoned_runs(session, dt.timedelta(seconds=settings.lease_seconds))
-    client = admission.redis_client(settings)
+    client = redis_client(settings)
     epoch, redispatched = broker.renew_epoch(settings, client)
     stalled = watch_for_stalls(settings, celery, client)
     with session_scope(db_url) as session:
@@ -100,7 +102,7 @@ def reset_quotas(settings: Settings, celery: Celery, user_id: str | None = None,
     """The daily reset (beat, AUDIO_QUOTA_RESET_CRON) and ``audiojobs quotas reset``: start the day's
     ledger rows, rebuild the Redis usage counters from the ledger, clear stale concurrency slots."""
     day = day or minutes.utc_today()
-    client = admission.redis_client(settings)
+    client = redis_client(settings)
     with session_scope(settings.effective_database_url) as session:
         owners = [user_id] if user_id else sorted(set(users_service.all_user_ids(session, settings))
                                                   | set(recovery.admitted_active_jobs(session)))

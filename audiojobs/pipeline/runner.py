@@ -22,7 +22,7 @@ import redis
 import sqlalchemy.exc
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 
-from audiojobs import metrics, webhooks
+from audiojobs import metrics
 from audiojobs.celery_app import AudioJobsTask, app_settings
 from audiojobs.config import Settings
 from audiojobs.db import session_scope
@@ -35,6 +35,8 @@ from audiojobs.pipeline import admission, cleanup
 from audiojobs.pipeline.context import Outcome, StageContext, remove_job_files
 from audiojobs.pipeline.flow import publish_and_mark
 from audiojobs.pipeline.guard import AttemptGuard, AttemptStopped, holder_is_dead, worker_id
+from audiojobs.redis_client import redis_client
+from audiojobs.webhooks import service as webhooks
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +103,7 @@ class StageTask(AudioJobsTask):
             try:
                 started = time.perf_counter()
                 outcome = stage_fn(ctx)
-                metrics.observe_stage(admission.redis_client(settings), stage.value, time.perf_counter() - started)
+                metrics.observe_stage(redis_client(settings), stage.value, time.perf_counter() - started)
             except AttemptStopped as stop:
                 self._stopped(ctx, stop.reason)
             except SoftTimeLimitExceeded:
@@ -161,7 +163,7 @@ class StageTask(AudioJobsTask):
         """Free the job's concurrency slot and admit the owner's next waiting job."""
         admission.release(ctx.settings, self.app, ctx.attempt.owner_user_id, ctx.job_id)
         if ctx.payload.get("callback_url"):
-            webhooks.dispatch_quietly(ctx.settings)
+            webhooks.dispatch_quietly(ctx.settings, self.app)
 
     def _fail(self, ctx: StageContext, code: str, message: str) -> None:
         with session_scope(ctx.settings.effective_database_url) as session:

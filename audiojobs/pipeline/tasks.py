@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from audiojobs import webhooks
 from audiojobs.analysis import reruns
 from audiojobs.celery_app import AudioJobsTask, app_settings, celery
 from audiojobs.jobs.states import Stage
@@ -56,12 +55,6 @@ def reset_quotas() -> dict[str, int]:
 def sweep_work_dirs() -> int:
     """Beat, every 15 minutes: remove work directories of finished jobs."""
     return cleanup.sweep_work_dirs(app_settings())
-
-
-@celery.task(bind=True, base=AudioJobsTask, name="audiojobs.deliver_webhook")
-def deliver_webhook(self: AudioJobsTask, delivery_id: int) -> str | None:
-    """One try of a webhook delivery; a retry is due later and sent by the reaper (see webhooks)."""
-    return webhooks.deliver(app_settings(), delivery_id)
 
 
 @celery.task(bind=True, base=AudioJobsTask, name="audiojobs.reanalyze")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 from audiojobs import metrics
-from audiojobs.pipeline.admission import redis_client
 from audiojobs.pipeline.context import TRANSCRIPT_NAME, WAV_NAME, Outcome, StageContext
 from audiojobs.pipeline.convert import wav_duration
+from audiojobs.redis_client import redis_client
 from audiojobs.transcription.interfaces import TranscribeOptions
 from audiojobs.transcription.registry import get_backend
 

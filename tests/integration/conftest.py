@@ -14,7 +14,7 @@ import redis as redis_lib
 import sqlalchemy as sa
 from flask.testing import FlaskClient
 
-from audiojobs import create_app
+from audiojobs.api.app import create_app
 from audiojobs.config import Settings
 from audiojobs.db import session_scope
 from audiojobs.embedded_redis import free_port

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from audiojobs import webhooks
+from audiojobs.webhooks import service as webhooks
 from tests.conftest import AUTH, _redis_dbs, stage_running, wait_for_job
 from tests.integration.conftest import Stack, build_stack
 from tests.llm_servers import AnthropicServer, OllamaServer, OpenAIServer, WebhookReceiver

@@ -232,7 +232,7 @@ def test_cli_client_submits_waits_and_writes_subtitles(stack: Stack) -> None:
 
     from werkzeug.serving import make_server
 
-    from audiojobs import create_app
+    from audiojobs.api.app import create_app
     from tests.conftest import API_KEY
 
     server = make_server("127.0.0.1", 0, create_app(stack.settings), threaded=True)
@@ -273,7 +273,7 @@ def test_multipart_upload_is_a_job_like_any_other(stack: Stack) -> None:
 
     from werkzeug.test import EnvironBuilder
 
-    from audiojobs import create_app
+    from audiojobs.api.app import create_app
 
     def post(client, fields: dict) -> object:  # type: ignore[no-untyped-def]
         # Built by hand so the encoded body (a temporary file above 500 KB) is closed when done.
@@ -319,7 +319,7 @@ def test_openai_client_transcribes_through_the_compatible_endpoint(stack: Stack)
     import openai
     from werkzeug.serving import make_server
 
-    from audiojobs import create_app
+    from audiojobs.api.app import create_app
     from tests.conftest import API_KEY
 
     server = make_server("127.0.0.1", 0, create_app(stack.settings), threaded=True)

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from audiojobs.config import Settings, setting_table
+from audiojobs.checks import check_settings
+from audiojobs.config import Settings, environ_with, setting_table
 from audiojobs.errors import ConfigError
 
 
@@ -54,3 +57,39 @@ def test_only_config_reads_the_environment() -> None:
     offenders = [str(p.relative_to(package)) for p in package.rglob("*.py")
                  if p.name != "config.py" and ("os.environ" in p.read_text() or "os.getenv" in p.read_text())]
     assert offenders == []
+
+
+@pytest.mark.parametrize(("env", "named"), [
+    ({"AUDIO_TIER_LIMITS_JSON": "{not json"}, "AUDIO_TIER_LIMITS_JSON"),
+    ({"AUDIOJOBS_DEFAULT_TIER": "gold"}, "AUDIOJOBS_DEFAULT_TIER"),
+    ({"AUDIOJOBS_SINGLE_USER_TIER": "gold"}, "AUDIOJOBS_SINGLE_USER_TIER"),
+    ({"AUDIO_WORKER_STAGES": "audio_download,audio_dance"}, "AUDIO_WORKER_STAGES"),
+    ({"AUDIO_URL_DENY_HOSTS": "bad host"}, "AUDIO_URL_DENY_HOSTS"),
+    ({"AUDIO_ANALYSIS_DEFAULT_API": "oracle"}, "AUDIO_ANALYSIS_DEFAULT_API"),
+])
+def test_cross_package_rules_are_checked_by_check_settings(env: dict[str, str], named: str) -> None:
+    settings = Settings.from_env(env)  # each value's own format is fine; what it names is not
+    with pytest.raises(ConfigError, match=named):
+        check_settings(settings)
+    assert check_settings(Settings.from_env({})) is not None
+
+
+def test_entry_points_refuse_bad_settings_at_start(tmp_path: Path) -> None:
+    """The worker module and the CLI stop at once, naming the setting (before any job runs)."""
+    env = {**environ_with({}), "AUDIO_WORKER_STAGES": "audio_dance", "REDIS_URL": "redis://127.0.0.1:1/0",
+           "AUDIOJOBS_VAR_DIR": str(tmp_path / "var")}
+    worker = subprocess.run([sys.executable, "-c", "import audiojobs.worker"], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert worker.returncode != 0 and "AUDIO_WORKER_STAGES" in worker.stderr
+    cli = subprocess.run([sys.executable, "-m", "audiojobs.cli", "users", "list"], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert cli.returncode != 0 and "AUDIO_WORKER_STAGES" in cli.stderr
+    assert not (tmp_path / "var").exists()  # nothing was started or written
+
+
+def test_the_worker_module_starts_nothing_without_redis_url(tmp_path: Path) -> None:
+    env = {k: v for k, v in environ_with({"AUDIOJOBS_VAR_DIR": str(tmp_path / "var")}).items() if k != "REDIS_URL"}
+    result = subprocess.run([sys.executable, "-c", "import audiojobs.worker"], env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode != 0 and "REDIS_URL is unset" in result.stderr
+    assert not (tmp_path / "var").exists()  # no embedded Redis, no files

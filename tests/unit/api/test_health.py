@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from audiojobs import create_app
+from audiojobs.api.app import create_app
 from audiojobs.embedded_redis import free_port
 from tests.conftest import make_settings
 from tests.services import S3Server

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
-from audiojobs import create_app
 from audiojobs.api import SECURITY_HEADERS
+from audiojobs.api.app import create_app
 from tests.conftest import AUTH, make_settings
 from tests.hostile import HOSTILE_URLS, machine_name_is_local
 from tests.services import JFK_FLAC, MediaServer

@@ -134,7 +134,7 @@ def test_api_process_never_imports_ml_libraries(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    code = ("import sys; from audiojobs import create_app; from audiojobs.config import Settings; "
+    code = ("import sys; from audiojobs.api.app import create_app; from audiojobs.config import Settings; "
             "create_app(Settings.from_env({'REDIS_URL': 'redis://127.0.0.1:1/0', 'AUDIOJOBS_API_KEY': 'k', "
             f"'AUDIOJOBS_VAR_DIR': '{tmp_path}'}})); "
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in "

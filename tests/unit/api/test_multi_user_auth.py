@@ -15,7 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from flask_jwt_extended import create_access_token
 
-from audiojobs import create_app
+from audiojobs.api.app import create_app
 from audiojobs.config import Settings
 from audiojobs.db import session_scope
 from audiojobs.quotas.tiers import tier_table

@@ -24,7 +24,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from audiojobs import create_app
+from audiojobs.api.app import create_app
 from tests.conftest import AUTH, make_settings
 
 UNDOCUMENTED = {"static", "docs.openapi_json", "docs.docs_page"}

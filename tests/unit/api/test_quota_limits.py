@@ -6,7 +6,7 @@ from pathlib import Path
 
 from flask.testing import FlaskClient
 
-from audiojobs import create_app
+from audiojobs.api.app import create_app
 from audiojobs.db import session_scope
 from audiojobs.quotas import minutes
 from tests.conftest import AUTH, make_settings

@@ -199,7 +199,7 @@ def test_no_job_is_created_by_a_rejected_submit(client: FlaskClient, settings: S
 
 
 def test_local_path_disabled_when_no_roots(tmp_path: Path, sqlite_url: str, redis_url: str) -> None:
-    from audiojobs import create_app
+    from audiojobs.api.app import create_app
     from tests.conftest import make_settings
 
     settings = make_settings(sqlite_url, redis_url, tmp_path, tmp_path, AUDIO_LOCAL_ROOTS="")
@@ -221,7 +221,7 @@ def test_wrong_method_and_unknown_route_are_json(client: FlaskClient) -> None:
 
 
 def test_broker_down_gives_503_and_a_failed_job(tmp_path: Path, sqlite_url: str, media_root: Path) -> None:
-    from audiojobs import create_app
+    from audiojobs.api.app import create_app
     from audiojobs.embedded_redis import free_port
     from tests.conftest import make_settings
 

@@ -23,14 +23,19 @@ import json
 import logging
 import secrets
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from audiojobs.config import Settings
 from audiojobs.db import session_scope, utcnow
-from audiojobs.jobs.models import Job, WebhookDelivery, WebhookSecret
+from audiojobs.net.egress import EgressProxy
+from audiojobs.net.urlguard import Refused, UrlPolicy
+from audiojobs.webhooks.models import WebhookDelivery, WebhookSecret
+
+if TYPE_CHECKING:
+    from audiojobs.jobs.models import Job
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +99,8 @@ def dispatch_due(settings: Settings, celery: Any, limit: int = 100) -> int:
     return len(ids)
 
 
-def dispatch_quietly(settings: Settings) -> None:
+def dispatch_quietly(settings: Settings, celery: Any) -> None:
     """After a job ended: send its event now rather than at the next reaper pass."""
-    from audiojobs.celery_app import celery
-
     try:
         dispatch_due(settings, celery)
     except Exception as exc:  # noqa: BLE001 - the reaper sends whatever is due on its next pass
@@ -182,10 +185,7 @@ def deliver(settings: Settings, delivery_id: int) -> str | None:
 
 def _post(settings: Settings, url: str, body: bytes, headers: dict[str, str]) -> tuple[int | None, str | None]:
     """POST through the guarded egress proxy: (status code, None) or (None or status, error)."""
-    import requests
-
-    from audiojobs.pipeline.egress import EgressProxy
-    from audiojobs.urlguard import Refused, UrlPolicy
+    import requests  # a worker's dependency; the API process never posts a webhook
 
     policy = UrlPolicy.from_settings(settings)
     try:

@@ -2,7 +2,7 @@
 
 Two layers use the same rules. At submit the API checks the URL itself (scheme, host, port,
 literal addresses in any spelling); that refuses the obviously bad with a 422. In the worker every
-connection yt-dlp opens goes through :mod:`audiojobs.pipeline.egress`, which resolves the host,
+connection yt-dlp opens goes through :mod:`audiojobs.net.egress`, which resolves the host,
 checks every address, and connects to an address it checked: redirects and DNS answers are judged
 when they happen, with no window for DNS rebinding.
 

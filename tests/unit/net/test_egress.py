@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from audiojobs.checks import check_settings
 from audiojobs.config import Settings
 from audiojobs.errors import ConfigError
-from audiojobs.pipeline.egress import EgressProxy
-from audiojobs.urlguard import Refused, UrlPolicy, literal_address
+from audiojobs.net.egress import EgressProxy
+from audiojobs.net.urlguard import Refused, UrlPolicy, literal_address
 from tests.services import JFK_FLAC, MediaServer
 
 
@@ -101,9 +102,9 @@ def test_literal_addresses_in_every_spelling(host: str, address: str | None) -> 
 def test_bad_allow_and_deny_entries_are_config_errors() -> None:
     for name in ("AUDIO_URL_ALLOW_HOSTS", "AUDIO_URL_DENY_HOSTS"):
         with pytest.raises(ConfigError, match=name):
-            Settings.from_env({name: "good.example.com,bad host"})
+            check_settings(Settings.from_env({name: "good.example.com,bad host"}))
         with pytest.raises(ConfigError, match=name):
-            Settings.from_env({name: "example.com:99999"})
+            check_settings(Settings.from_env({name: "example.com:99999"}))
     with pytest.raises(ConfigError, match="AUDIO_URL_ALLOW_PORTS"):
         Settings.from_env({"AUDIO_URL_ALLOW_PORTS": "80,http"})
     policy = UrlPolicy.from_settings(Settings.from_env({"AUDIO_URL_ALLOW_HOSTS": "Media.Example.com.:8080,[::1]"}))

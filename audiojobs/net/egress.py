@@ -2,7 +2,7 @@
 
 yt-dlp is told to use it for everything (``proxy`` option), so the first request, each redirect and
 each request an extractor makes on its own come here. For every request the proxy applies the
-:class:`~audiojobs.urlguard.UrlPolicy`, resolves the host itself, checks every address and connects
+:class:`~audiojobs.net.urlguard.UrlPolicy`, resolves the host itself, checks every address and connects
 to an address it checked, so a DNS answer cannot change between the check and the connection. It
 also enforces a deadline and a byte budget on what flows back, so a server that streams forever is
 cut off. It listens on 127.0.0.1 on a free port for the length of one download.
@@ -22,7 +22,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from audiojobs.urlguard import Refused, Target, UrlPolicy
+from audiojobs.net.urlguard import Refused, Target, UrlPolicy
 
 log = logging.getLogger(__name__)
 
