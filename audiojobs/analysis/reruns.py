@@ -20,8 +20,11 @@ from audiojobs.analysis.cache import analyze_cached
 from audiojobs.analysis.registry import get_provider
 from audiojobs.config import Settings
 from audiojobs.db import session_scope, utcnow
-from audiojobs.errors import AnalysisFailed
+from audiojobs.errors import AnalysisFailed, Conflict
+from audiojobs.jobs import service
 from audiojobs.jobs.models import Analysis, Job, Transcript
+from audiojobs.jobs.service import Principal
+from audiojobs.jobs.states import JobStatus
 
 log = logging.getLogger(__name__)
 TASK = "audiojobs.reanalyze"
@@ -41,6 +44,23 @@ def request_rerun(session: Session, job: Job, api_name: str, prompt: str | None)
     row.dispatched_at = row.updated_at = utcnow()
     session.flush()
     return row
+
+
+def reanalyse(settings: Settings, celery: Any, principal: Principal, job_id: int, api_name: str,
+              prompt: str | None) -> tuple[int, Analysis]:
+    """``POST /jobs/{id}/analyze``: the caller's completed job is analysed again from its stored
+    transcript (no download, no transcription, no minutes). (job id, its pending analysis)."""
+    with session_scope(settings.effective_database_url) as session:
+        job = service.get_job_for(session, job_id, principal)
+        if job.status != JobStatus.COMPLETED.value:
+            raise Conflict(f"job {job.id} is {job.status}; only a completed job can be analysed again",
+                           code="job_not_completed")
+        if session.scalar(sa.select(Transcript.id).where(Transcript.job_id == job.id)) is None:
+            raise Conflict(f"job {job.id} has no stored transcript", code="result_missing")
+        row = request_rerun(session, job, api_name, prompt)
+        key, run = job.id, row.run
+    publish(celery, key, run)  # lost: the reaper sends it again
+    return key, row
 
 
 def publish(celery: Any, job_id: int, run: int) -> None:

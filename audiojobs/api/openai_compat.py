@@ -11,19 +11,19 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flask import Blueprint, Response, g, jsonify, request, url_for
+from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
 
 from audiojobs import formats
 from audiojobs.api import responses as R
 from audiojobs.api.auth import current_settings, login_required
-from audiojobs.api.jobs import create_and_enqueue, read_upload
+from audiojobs.api.jobs import read_upload
 from audiojobs.api.openapi import form_schema, operation
 from audiojobs.api.schemas import validate_submit
-from audiojobs.api.serializers import job_summary
+from audiojobs.api.serializers import job_summary, result_to_dict
 from audiojobs.db import session_scope
 from audiojobs.errors import AudioJobsError, ValidationError
-from audiojobs.jobs import service
+from audiojobs.jobs import service, usecases
 
 openai_compat = Blueprint("openai_compat", __name__)
 
@@ -77,7 +77,8 @@ def transcriptions() -> ResponseReturnValue:
         if form.get("prompt"):
             body["initial_prompt"] = form["prompt"]
         payload = validate_submit(body, settings, g.principal, upload=info)
-        job, _replayed = create_and_enqueue(settings, payload, None, storage)
+        job, _replayed = usecases.submit(settings, current_app.extensions["celery"], g.principal, payload, None,
+                                         storage.stream, request_id=g.request_id)
     finally:
         storage.close()
     final = _wait(settings.effective_database_url, job.id, settings.sync_timeout)
@@ -92,8 +93,6 @@ def transcriptions() -> ResponseReturnValue:
 
 
 def _wait(db_url: str, job_id: int, timeout: float) -> dict[str, Any] | None:
-    from audiojobs.api.jobs import load_result
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with session_scope(db_url) as session:
@@ -102,7 +101,7 @@ def _wait(db_url: str, job_id: int, timeout: float) -> dict[str, Any] | None:
                 body: dict[str, Any] = {"status": job.status, "error_code": job.error_code,
                                         "error_message": job.error_message}
                 if job.status == "completed":
-                    body["result"] = load_result(session, job)
+                    body["result"] = result_to_dict(job, *usecases.stored_result(session, job))
                 return body
         time.sleep(0.1)
     return None

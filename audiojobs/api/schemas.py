@@ -261,3 +261,10 @@ class ResultQuery(BaseModel):
 def parse_result_query(args: Any) -> ResultQuery:
     data = {"format": args.get("format")} if args.get("format") is not None else {}
     return parse_model(ResultQuery, data)
+
+
+class TierRequest(BaseModel):
+    """``PUT /jobs/admin/tiers/{user_id}``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    tier: str = Field(min_length=1, max_length=32)

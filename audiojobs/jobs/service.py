@@ -193,7 +193,7 @@ def end_job(job: Job, status: JobStatus, code: str | None, message: str | None) 
 # --- Creation ----------------------------------------------------------------------------------
 def create_job(session: Session, *, owner_user_id: str, payload: dict[str, Any], queue: str,
                max_retries: int, request_id: str | None, priority: int = 0) -> Job:
-    """A queued job waiting for a concurrency slot; admission (pipeline/admission.py) sends it."""
+    """A queued job waiting for a concurrency slot; admission (jobs/admission.py) sends it."""
     job = Job(domain=JOB_DOMAIN, job_type=JOB_TYPE, queue=queue, status=JobStatus.QUEUED.value,
               stage=PIPELINE[0].value, owner_user_id=owner_user_id, payload=payload, max_retries=max_retries,
               request_id=request_id, priority=priority, fence=0, dispatch=1, dispatch_due_at=None,

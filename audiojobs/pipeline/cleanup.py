@@ -19,7 +19,7 @@ from audiojobs.config import Settings
 from audiojobs.db import session_scope, utcnow
 from audiojobs.errors import AudioJobsError
 from audiojobs.jobs import service
-from audiojobs.pipeline.context import remove_job_files
+from audiojobs.storage import remove_job_files
 
 log = logging.getLogger(__name__)
 

@@ -14,21 +14,19 @@ import enum
 import json
 import logging
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from audiojobs.config import Settings
-from audiojobs.errors import ArtifactMissing, AudioJobsError
+from audiojobs.errors import ArtifactMissing
 from audiojobs.jobs.service import Attempt
 from audiojobs.pipeline.guard import AttemptGuard
-from audiojobs.storage import ArtifactStore, artifact_key, job_prefix, open_store
+from audiojobs.storage import SOURCE_STEM, ArtifactStore, artifact_key, job_prefix, job_scratch_dir, open_store
 
 log = logging.getLogger(__name__)
 
-SOURCE_STEM = "source"
 WAV_NAME = "audio.wav"
 TRANSCRIPT_NAME = "transcript.json"
 CHUNKS_NAME = "chunks.json"
@@ -39,23 +37,6 @@ class Outcome(enum.Enum):
     DONE = "done"
     SKIPPED = "skipped"  # nothing to do for this job (e.g. no analysis asked for)
     FINISHED = "finished"  # the stage closed its own run and job state (audio_store)
-
-
-def job_scratch_dir(settings: Settings, job_uuid: str) -> Path:
-    """This host's private directory for one job's files."""
-    return settings.scratch_path / f"job-{job_uuid}"
-
-
-def remove_job_files(settings: Settings, job_uuid: str | None) -> None:
-    """The job is final (or gone): its objects in the store and this host's scratch copies go.
-    Never raises: what a store outage leaves behind, the beat sweep removes later."""
-    if not job_uuid:
-        return
-    shutil.rmtree(job_scratch_dir(settings, job_uuid), ignore_errors=True)
-    try:
-        open_store(settings).delete_prefix(job_prefix(job_uuid))
-    except AudioJobsError as exc:
-        log.warning("objects of job %s not deleted now (%s); the sweep will", job_uuid, exc.message)
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,10 @@ from audiojobs.errors import (
 )
 from audiojobs.net.egress import EgressProxy
 from audiojobs.net.urlguard import Refused, UrlPolicy
-from audiojobs.pipeline.context import SOURCE_STEM, Outcome, StageContext
+from audiojobs.pipeline.context import Outcome, StageContext
 from audiojobs.quotas.limits import limits_for
 from audiojobs.sources import Swapped, open_checked
+from audiojobs.storage import SOURCE_STEM
 
 log = logging.getLogger(__name__)
 

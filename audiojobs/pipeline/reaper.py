@@ -30,9 +30,9 @@ from audiojobs import metrics
 from audiojobs.analysis import reruns as analyses
 from audiojobs.config import Settings
 from audiojobs.db import session_scope
-from audiojobs.jobs import recovery
-from audiojobs.pipeline import admission, broker
-from audiojobs.pipeline.flow import publish_and_mark
+from audiojobs.jobs import admission, recovery
+from audiojobs.jobs.flow import publish_and_mark
+from audiojobs.pipeline import broker
 from audiojobs.pipeline.guard import holder_is_dead
 from audiojobs.quotas import minutes
 from audiojobs.redis_client import redis_client

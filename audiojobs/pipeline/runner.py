@@ -27,15 +27,16 @@ from audiojobs.celery_app import AudioJobsTask, app_settings
 from audiojobs.config import Settings
 from audiojobs.db import session_scope
 from audiojobs.errors import AudioJobsError, StorageUnavailable
-from audiojobs.jobs import recovery, service
+from audiojobs.jobs import admission, recovery, service
+from audiojobs.jobs.flow import publish_and_mark
 from audiojobs.jobs.service import Decision
 from audiojobs.jobs.states import PIPELINE, JobStatus, Stage
 from audiojobs.logs import job_id_var, request_id_var
-from audiojobs.pipeline import admission, cleanup
-from audiojobs.pipeline.context import Outcome, StageContext, remove_job_files
-from audiojobs.pipeline.flow import publish_and_mark
+from audiojobs.pipeline import cleanup
+from audiojobs.pipeline.context import Outcome, StageContext
 from audiojobs.pipeline.guard import AttemptGuard, AttemptStopped, holder_is_dead, worker_id
 from audiojobs.redis_client import redis_client
+from audiojobs.storage import remove_job_files
 from audiojobs.webhooks import service as webhooks
 
 log = logging.getLogger(__name__)

@@ -18,9 +18,9 @@ from audiojobs.pipeline.context import (
     TRANSCRIPT_NAME,
     Outcome,
     StageContext,
-    remove_job_files,
 )
 from audiojobs.pipeline.guard import AttemptStopped
+from audiojobs.storage import remove_job_files
 
 
 def run(ctx: StageContext) -> Outcome:

@@ -8,17 +8,24 @@ the configured one; ``check`` writes, reads back and deletes a probe object.
 
 from __future__ import annotations
 
+import logging
+import shutil
 import time
 import uuid
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 from audiojobs.config import Settings
-from audiojobs.errors import ConfigError
+from audiojobs.errors import AudioJobsError, ConfigError
 from audiojobs.storage.interfaces import ArtifactStore
 
+log = logging.getLogger(__name__)
 PROBE_PREFIX = "audiojobs-probe/"
 JOBS_PREFIX = "jobs/"
+
+
+SOURCE_STEM = "source"  # the artifact name of a job's original media (downloaded, read or uploaded)
 
 
 def job_prefix(job_uuid: str) -> str:
@@ -30,6 +37,23 @@ def artifact_key(job_uuid: str, stage: str, fence: int, name: str) -> str:
     """The object an attempt writes: named by job, stage and attempt (its fence), so a re-delivered
     or fenced-off attempt writes beside the current one, never over it."""
     return f"{job_prefix(job_uuid)}{stage}/{fence}/{name}"
+
+
+def job_scratch_dir(settings: Settings, job_uuid: str) -> Path:
+    """This host's private directory for one job's files."""
+    return settings.scratch_path / f"job-{job_uuid}"
+
+
+def remove_job_files(settings: Settings, job_uuid: str | None) -> None:
+    """The job is final (or gone): its objects in the store and this host's scratch copies go.
+    Never raises: what a store outage leaves behind, the beat sweep removes later."""
+    if not job_uuid:
+        return
+    shutil.rmtree(job_scratch_dir(settings, job_uuid), ignore_errors=True)
+    try:
+        open_store(settings).delete_prefix(job_prefix(job_uuid))
+    except AudioJobsError as exc:
+        log.warning("objects of job %s not deleted now (%s); the sweep will", job_uuid, exc.message)
 
 
 def open_store(settings: Settings) -> ArtifactStore:

@@ -121,6 +121,25 @@ def user_secret(session: Session, owner_user_id: str, rotate: bool = False) -> s
     return row.secret
 
 
+def user_secret_row(session: Session, owner_user_id: str, rotate: bool = False) -> tuple[str, dt.datetime]:
+    """The user's own signing secret (made on first use, replaced when ``rotate``) and when it was made."""
+    secret = user_secret(session, owner_user_id, rotate=rotate)
+    row = session.get(WebhookSecret, owner_user_id)
+    assert row is not None
+    return secret, row.created_at
+
+
+def deliveries_of(session: Session, job_id: int) -> list[WebhookDelivery]:
+    """A job's deliveries, oldest first."""
+    return list(session.scalars(sa.select(WebhookDelivery).where(WebhookDelivery.job_id == job_id)
+                                .order_by(WebhookDelivery.id)))
+
+
+def delivery_of(session: Session, job_id: int, delivery_uuid: str) -> WebhookDelivery | None:
+    return session.scalar(sa.select(WebhookDelivery).where(WebhookDelivery.job_id == job_id,
+                                                           WebhookDelivery.uuid == delivery_uuid))
+
+
 def secret_for(session: Session, settings: Settings, owner_user_id: str) -> str:
     row = session.get(WebhookSecret, owner_user_id)
     if row is not None:

@@ -64,8 +64,7 @@ class Stack:
 
     def leftovers(self, job_id: int) -> list[str]:
         """What job ``job_id`` still has: its objects in the store and this host's scratch directory."""
-        from audiojobs.pipeline.context import job_scratch_dir
-        from audiojobs.storage import job_prefix, open_store
+        from audiojobs.storage import job_prefix, job_scratch_dir, open_store
 
         with session_scope(self.settings.effective_database_url) as session:
             job_uuid = session.scalar(sa.select(Job.uuid).where(Job.id == job_id))

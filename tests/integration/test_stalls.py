@@ -14,9 +14,9 @@ import sqlalchemy as sa
 
 from audiojobs.celery_app import producer_app
 from audiojobs.db import session_scope, utcnow
+from audiojobs.jobs.flow import pipeline_for
 from audiojobs.jobs.models import Job
 from audiojobs.pipeline import broker, reaper
-from audiojobs.pipeline.flow import pipeline_for
 from tests.conftest import AUTH, wait_for_job
 from tests.integration.conftest import Stack
 

@@ -6,8 +6,8 @@ from celery import Celery
 
 import celeryconfig
 from audiojobs.config import Settings
+from audiojobs.jobs.flow import pipeline_for
 from audiojobs.jobs.states import Stage
-from audiojobs.pipeline.flow import pipeline_for
 
 
 def _conf(**env: str) -> dict:

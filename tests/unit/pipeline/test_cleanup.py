@@ -12,8 +12,7 @@ from audiojobs.config import Settings
 from audiojobs.db import session_scope
 from audiojobs.jobs import service
 from audiojobs.pipeline.cleanup import sweep_work_dirs
-from audiojobs.pipeline.context import job_scratch_dir
-from audiojobs.storage import PROBE_PREFIX, artifact_key, open_store
+from audiojobs.storage import PROBE_PREFIX, artifact_key, job_scratch_dir, open_store
 
 
 def test_sweep_removes_only_what_finished_jobs_left(sqlite_url: str, tmp_path: Path) -> None:

@@ -18,10 +18,10 @@ from audiojobs import metrics
 from audiojobs.celery_app import producer_app
 from audiojobs.config import Settings
 from audiojobs.db import session_scope, utcnow
-from audiojobs.jobs import service
+from audiojobs.jobs import admission, service
 from audiojobs.jobs.models import Job, SystemState
 from audiojobs.jobs.states import Stage
-from audiojobs.pipeline import admission, broker, reaper
+from audiojobs.pipeline import broker, reaper
 from tests.conftest import make_settings
 
 

@@ -12,9 +12,8 @@ from celery import Celery
 
 from audiojobs.config import Settings
 from audiojobs.db import session_scope
-from audiojobs.jobs import recovery, service
+from audiojobs.jobs import admission, recovery, service
 from audiojobs.jobs.models import Job
-from audiojobs.pipeline import admission
 from tests.conftest import make_settings
 
 

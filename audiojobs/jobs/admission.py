@@ -21,7 +21,7 @@ from celery import Celery
 from audiojobs.config import Settings
 from audiojobs.db import session_scope
 from audiojobs.jobs import recovery, service
-from audiojobs.pipeline.flow import publish_and_mark
+from audiojobs.jobs.flow import publish_and_mark
 from audiojobs.quotas.limits import limits_for
 from audiojobs.quotas.slots import Slots, Taken
 from audiojobs.redis_client import redis_client
