@@ -106,7 +106,7 @@ class InvalidMedia(StageError):
 
 
 class SourceNotFound(StageError):
-    code = "not_found"
+    code = "source_not_found"  # the job's file or URL is gone (``not_found`` is HTTP 404 only)
 
 
 class ForbiddenSource(StageError):
@@ -124,8 +124,8 @@ class TransientStageError(StageError):
     transient = True
 
 
-class FileTooLarge(StageError):
-    code = "file_too_large"
+class SourceTooLarge(StageError):
+    code = "source_too_large"  # found at download (``file_too_large`` is the 413 refusal at submit only)
 
 
 class ModelUnavailable(StageError):

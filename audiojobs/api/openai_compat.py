@@ -30,7 +30,7 @@ openai_compat = Blueprint("openai_compat", __name__)
 RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
 FIELDS = {"model", "language", "prompt", "response_format", "timestamp_granularities[]", "temperature"}
 # A failed job's code -> the HTTP status the caller gets.
-FAILURE_STATUS = {"invalid_media": 422, "file_too_large": 413, "quota_exceeded": 402, "unknown_model": 422,
+FAILURE_STATUS = {"invalid_media": 422, "source_too_large": 413, "quota_exceeded": 402, "unknown_model": 422,
                   "model_unavailable": 422}
 
 

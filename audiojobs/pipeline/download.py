@@ -17,10 +17,10 @@ from audiojobs.db import session_scope
 from audiojobs.errors import (
     ArtifactMissing,
     DownloadFailed,
-    FileTooLarge,
     ForbiddenSource,
     InvalidMedia,
     SourceNotFound,
+    SourceTooLarge,
     TransientStageError,
 )
 from audiojobs.net.egress import EgressProxy
@@ -52,8 +52,8 @@ def run(ctx: StageContext) -> Outcome:
     return Outcome.DONE
 
 
-def _too_large(max_bytes: int) -> FileTooLarge:
-    return FileTooLarge(f"the file is larger than your tier's {max_bytes / 1024 / 1024:g} MB")
+def _too_large(max_bytes: int) -> SourceTooLarge:
+    return SourceTooLarge(f"the file is larger than your tier's {max_bytes / 1024 / 1024:g} MB")
 
 
 def _forbidden_path(message: str) -> ForbiddenSource:

@@ -91,7 +91,7 @@ def test_file_deleted_after_submit_fails_not_found(stack: Stack) -> None:
     job = wait_for_job(stack.client, resp.get_json()["id"])
     assert job["status"] in {"completed", "failed"}
     if job["status"] == "failed":
-        assert job["error_code"] == "not_found"
+        assert job["error_code"] == "source_not_found"
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +121,7 @@ def test_url_job_downloads_with_yt_dlp(stack: Stack, media_site: MediaServer) ->
 
 def test_url_not_found_fails_with_not_found(stack: Stack, media_site: MediaServer) -> None:
     job = wait_for_job(stack.client, submit(stack, url=media_site.url("missing.mp3")))
-    assert (job["status"], job["error_code"], job["stage"]) == ("failed", "not_found", "audio_download")
+    assert (job["status"], job["error_code"], job["stage"]) == ("failed", "source_not_found", "audio_download")
 
 
 def test_transient_download_error_is_retried_then_completes(stack: Stack, media_site: MediaServer) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from audiojobs.config import Settings
-from audiojobs.errors import DownloadFailed, FileTooLarge, ForbiddenSource, SourceNotFound
+from audiojobs.errors import DownloadFailed, ForbiddenSource, SourceNotFound, SourceTooLarge
 from audiojobs.jobs.service import Attempt
 from audiojobs.jobs.states import Stage
 from audiojobs.pipeline import download
@@ -112,10 +112,10 @@ def test_non_http_url_is_refused_even_in_the_worker(tmp_path: Path) -> None:
 
 def test_files_over_the_tier_limit_are_refused(tmp_path: Path, media_root: Path, media_server: MediaServer) -> None:
     tiny = '{"free": {"max_file_mb": 0.5}}'  # jfk.flac is 1.1 MB; the owner "" gets the default tier
-    with pytest.raises(FileTooLarge):
+    with pytest.raises(SourceTooLarge):
         download.run(_ctx(tmp_path, {"local_path": str(media_root / "jfk.flac")}, roots=str(media_root),
                           AUDIO_TIER_LIMITS_JSON=tiny))
-    with pytest.raises(FileTooLarge):
+    with pytest.raises(SourceTooLarge):
         download.run(_ctx(tmp_path, {"url": media_server.url("jfk.flac")}, AUDIO_TIER_LIMITS_JSON=tiny,
                           AUDIO_URL_ALLOW_HOSTS=media_server.allow_entry))
     assert scratch_files(_ctx(tmp_path, {})) == []

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from audiojobs.config import Settings
-from audiojobs.errors import DownloadFailed, FileTooLarge, ForbiddenSource, InvalidMedia, StageError
+from audiojobs.errors import DownloadFailed, ForbiddenSource, InvalidMedia, SourceTooLarge, StageError
 from audiojobs.jobs.service import Attempt
 from audiojobs.jobs.states import Stage
 from audiojobs.pipeline import download
@@ -122,7 +122,7 @@ def test_server_lying_about_content_length_fails_cleanly(tmp_path: Path, site: M
 
 
 def test_endless_stream_is_cut_off_at_the_tier_limit(tmp_path: Path, site: MediaServer) -> None:
-    with pytest.raises(FileTooLarge):
+    with pytest.raises(SourceTooLarge):
         download.run(_ctx(tmp_path, site.url("forever.mp3"), AUDIO_URL_ALLOW_HOSTS=site.allow_entry,
                           AUDIO_TIER_LIMITS_JSON='{"free": {"max_file_mb": 2}}'))
     # Cut off, not read for the minute it would stream (GBs on loopback); socket buffers hold a few MB.
@@ -148,7 +148,7 @@ def test_slow_server_times_out(tmp_path: Path, site: MediaServer) -> None:
 def test_404_and_empty_files(tmp_path: Path, site: MediaServer) -> None:
     with pytest.raises(StageError) as info:
         download.run(_ctx(tmp_path, site.url("missing.mp3"), AUDIO_URL_ALLOW_HOSTS=site.allow_entry))
-    assert info.value.code == "not_found"
+    assert info.value.code == "source_not_found"
     with pytest.raises(InvalidMedia):
         download.run(_ctx(tmp_path, site.url("empty.mp3"), AUDIO_URL_ALLOW_HOSTS=site.allow_entry))
     assert _leftovers(tmp_path) == []
