@@ -8,8 +8,6 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-FINAL = {"completed", "failed", "cancelled"}
-
 
 class ClientError(Exception):
     """The server said no (its error code and message), or could not be reached."""

@@ -46,6 +46,7 @@ sys.path.insert(0, str(REPO))
 
 from audiojobs.config import Settings, environ_with  # noqa: E402
 from audiojobs.embedded_redis import free_port, redis_command, wait_for_redis  # noqa: E402
+from audiojobs.jobs.states import FINAL_STATUS_VALUES  # noqa: E402
 from audiojobs.local_stack import api_cmd, worker_cmd  # noqa: E402
 from audiojobs.pipeline.convert import to_wav  # noqa: E402
 from audiojobs.transcription.interfaces import TranscribeOptions  # noqa: E402
@@ -55,7 +56,6 @@ JFK = REPO.parent / "shared" / "fixtures" / "audio" / "jfk.flac"
 CONVERTER = REPO.parent / "shared" / "models" / "ct2_whisper_to_openai.py"
 MODEL_DIR = REPO / ".cache" / "models"
 TIERS = '{"bench": {"daily_minutes": null, "concurrent_jobs": 10, "max_file_mb": 2000}}'
-FINAL = {"completed", "failed", "cancelled"}
 
 
 @dataclass
@@ -210,7 +210,7 @@ class Stack:
 
     def wait(self, user: int, job_id: int, poll: float = 0.02,
              on_poll: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-        while (job := self.job(user, job_id))["status"] not in FINAL:
+        while (job := self.job(user, job_id))["status"] not in FINAL_STATUS_VALUES:
             if on_poll is not None:
                 on_poll(job)
             time.sleep(poll)

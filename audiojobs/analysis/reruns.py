@@ -21,10 +21,10 @@ from audiojobs.analysis.registry import get_provider
 from audiojobs.config import Settings
 from audiojobs.db import session_scope, utcnow
 from audiojobs.errors import AnalysisFailed, Conflict
-from audiojobs.jobs import service
+from audiojobs.jobs import queries
 from audiojobs.jobs.models import Analysis, Job, Transcript
-from audiojobs.jobs.service import Principal
 from audiojobs.jobs.states import JobStatus
+from audiojobs.users.principal import Principal
 
 log = logging.getLogger(__name__)
 TASK = "audiojobs.reanalyze"
@@ -51,7 +51,7 @@ def reanalyse(settings: Settings, celery: Any, principal: Principal, job_id: int
     """``POST /jobs/{id}/analyze``: the caller's completed job is analysed again from its stored
     transcript (no download, no transcription, no minutes). (job id, its pending analysis)."""
     with session_scope(settings.effective_database_url) as session:
-        job = service.get_job_for(session, job_id, principal)
+        job = queries.get_job_for(session, job_id, principal)
         if job.status != JobStatus.COMPLETED.value:
             raise Conflict(f"job {job.id} is {job.status}; only a completed job can be analysed again",
                            code="job_not_completed")

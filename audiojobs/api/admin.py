@@ -18,7 +18,7 @@ from audiojobs.api.serializers import job_to_dict
 from audiojobs.config import Settings
 from audiojobs.db import session_scope
 from audiojobs.errors import Conflict, NotFound
-from audiojobs.jobs import service
+from audiojobs.jobs import queries
 from audiojobs.jobs.states import JobStatus
 from audiojobs.quotas.limits import known_tiers, limits_for, tier_of
 from audiojobs.redis_client import redis_client
@@ -43,7 +43,7 @@ def _db_url() -> str:
 def admin_list() -> ResponseReturnValue:
     query = parse_admin_list(request.args)
     with session_scope(_db_url()) as session:
-        rows = service.list_jobs(session, status=query.status, owner_user_id=query.owner_user_id, limit=query.limit)
+        rows = queries.list_jobs(session, status=query.status, owner_user_id=query.owner_user_id, limit=query.limit)
         body = {"jobs": [job_to_dict(job) for job in rows]}
     return jsonify(body)
 
@@ -55,7 +55,7 @@ def admin_list() -> ResponseReturnValue:
 def admin_summary() -> ResponseReturnValue:
     owner = request.args.get("owner_user_id") or None
     with session_scope(_db_url()) as session:
-        counts = service.count_by_status(session, owner_user_id=owner)
+        counts = queries.count_by_status(session, owner_user_id=owner)
     return jsonify({"counts_by_status": counts, "total": sum(counts.values()), "owner_user_id": owner})
 
 
@@ -66,7 +66,7 @@ def admin_summary() -> ResponseReturnValue:
 def admin_owner_processing(owner_user_id: str) -> ResponseReturnValue:
     settings = current_settings()
     with session_scope(settings.effective_database_url) as session:
-        processing = service.count_processing(session, owner_user_id)
+        processing = queries.count_processing(session, owner_user_id)
         limit = limits_for(session, settings, owner_user_id).concurrent_jobs
     return jsonify({"owner_user_id": owner_user_id, "processing": processing, "limit": limit})
 

@@ -21,8 +21,8 @@ from audiojobs.api.reads import reader
 from audiojobs.config import Settings
 from audiojobs.db import session_scope
 from audiojobs.errors import Forbidden, NotFound, Unauthorized
-from audiojobs.jobs.service import Principal
 from audiojobs.users import service as users
+from audiojobs.users.principal import Principal
 
 F = TypeVar("F", bound=Callable[..., Any])
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="audiojobs"'}

@@ -66,12 +66,12 @@ def readyz() -> ResponseReturnValue:
            "transcription real-time factor", responses={200: None}, errors=(403,), tag="health")
 def metrics() -> ResponseReturnValue:
     from audiojobs import metrics as m
-    from audiojobs.jobs import service
+    from audiojobs.jobs import queries
     from audiojobs.redis_client import redis_client
 
     settings = current_settings()
     with session_scope(settings.effective_database_url) as session:
-        counts = service.count_by_status(session, owner_user_id=None)
+        counts = queries.count_by_status(session, owner_user_id=None)
     queues = dict.fromkeys([settings.control_queue, settings.cpu_queue, settings.transcribe_queue])
     body = m.render(redis_client(settings), counts, queues)
     return Response(body, mimetype="text/plain", headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})

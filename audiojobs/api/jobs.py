@@ -44,8 +44,9 @@ from audiojobs.errors import (
     PayloadTooLarge,
     ValidationError,
 )
-from audiojobs.jobs import service, usecases
+from audiojobs.jobs import queries, usecases
 from audiojobs.jobs.models import Job
+from audiojobs.jobs.states import FINAL_STATUS_VALUES
 from audiojobs.quotas.limits import limits_for
 from audiojobs.redis_client import redis_client
 
@@ -130,7 +131,7 @@ def _accepted(job: Job, replayed: bool = False) -> ResponseReturnValue:
 @operation("A job's status, stage, error and stage runs", responses={200: R.JobDetail}, errors=(404,))
 @login_required
 def get_job(job_id: str) -> ResponseReturnValue:
-    job = service.get_job_for(reader(_db_url()), parse_job_id(job_id), g.principal, with_runs=True)
+    job = queries.get_job_for(reader(_db_url()), parse_job_id(job_id), g.principal, with_runs=True)
     body = job_to_dict(job)
     body["stages"] = [stage_run_to_dict(run) for run in job.stage_runs]
     return jsonify(body)
@@ -172,7 +173,7 @@ def job_events(job_id: str) -> ResponseReturnValue:
     numeric_id = parse_job_id(job_id)
     principal = g.principal
     with session_scope(settings.effective_database_url) as session:
-        service.get_job_for(session, numeric_id, principal)  # 404 before the stream starts
+        queries.get_job_for(session, numeric_id, principal)  # 404 before the stream starts
 
     def stream() -> Iterator[str]:
         last: tuple[object, ...] | None = None
@@ -180,14 +181,14 @@ def job_events(job_id: str) -> ResponseReturnValue:
         quiet_since = time.monotonic()
         while time.monotonic() < deadline:
             with session_scope(settings.effective_database_url) as session:
-                job = service.get_job_for(session, numeric_id, principal)
+                job = queries.get_job_for(session, numeric_id, principal)
                 body = job_to_dict(job)
             state = (body["status"], body["stage"], body["progress"], body["retry_count"])
             if state != last:
                 last = state
                 quiet_since = time.monotonic()
                 yield f"event: job\nid: {body['updated_at']}\ndata: {json.dumps(body)}\n\n"
-                if body["status"] in {"completed", "failed", "cancelled"}:
+                if body["status"] in FINAL_STATUS_VALUES:
                     return
             elif time.monotonic() - quiet_since > 15:
                 quiet_since = time.monotonic()

@@ -23,7 +23,8 @@ from audiojobs.api.schemas import validate_submit
 from audiojobs.api.serializers import job_summary, result_to_dict
 from audiojobs.db import session_scope
 from audiojobs.errors import AudioJobsError, ValidationError
-from audiojobs.jobs import service, usecases
+from audiojobs.jobs import queries, usecases
+from audiojobs.jobs.states import FINAL_STATUS_VALUES
 
 openai_compat = Blueprint("openai_compat", __name__)
 
@@ -96,8 +97,8 @@ def _wait(db_url: str, job_id: int, timeout: float) -> dict[str, Any] | None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with session_scope(db_url) as session:
-            job = service.get_job(session, job_id)
-            if job is not None and job.status in {"completed", "failed", "cancelled"}:
+            job = queries.get_job(session, job_id)
+            if job is not None and job.status in FINAL_STATUS_VALUES:
                 body: dict[str, Any] = {"status": job.status, "error_code": job.error_code,
                                         "error_message": job.error_message}
                 if job.status == "completed":

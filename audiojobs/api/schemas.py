@@ -11,12 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from audiojobs.analysis.registry import LLM_PROVIDERS, PROVIDER_NAMES
 from audiojobs.config import Settings
 from audiojobs.errors import ValidationError
-from audiojobs.jobs.service import Principal
 from audiojobs.jobs.states import JobStatus
 from audiojobs.net.urlguard import Refused, UrlPolicy
 from audiojobs.sources import check_local_path, roots_for
 from audiojobs.transcription.languages import LANGUAGES
 from audiojobs.transcription.registry import is_allowed_model
+from audiojobs.users.principal import Principal
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -20,7 +20,7 @@ from celery import Celery
 
 from audiojobs.config import Settings
 from audiojobs.db import session_scope
-from audiojobs.jobs import recovery, service
+from audiojobs.jobs import queries, recovery
 from audiojobs.jobs.flow import publish_and_mark
 from audiojobs.quotas.limits import limits_for
 from audiojobs.quotas.slots import Slots, Taken
@@ -112,6 +112,6 @@ def reconcile_slots(settings: Settings, owner: str | None = None) -> int:
     members = {each: slots.members(each) for each in ([owner] if owner else slots.users_with_slots())}
     with session_scope(settings.effective_database_url) as session:
         held = recovery.admitted_active_jobs(session)
-        finished = set(service.final_job_ids(session, sorted({j for ids in members.values() for j in ids})))
+        finished = set(queries.final_job_ids(session, sorted({j for ids in members.values() for j in ids})))
     owners = [owner] if owner else sorted(set(held) | set(members))
     return sum(len(slots.reconcile(each, held.get(each, []), finished)) for each in owners)

@@ -8,7 +8,7 @@ from celery.canvas import Signature
 from audiojobs.config import Settings
 from audiojobs.db import session_scope
 from audiojobs.jobs import recovery
-from audiojobs.jobs.service import Dispatch
+from audiojobs.jobs.attempts import Dispatch
 from audiojobs.jobs.states import PIPELINE, Stage
 
 

@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session
 from audiojobs.db import utcnow
 from audiojobs.jobs.models import Job, StageRun
 from audiojobs.jobs.service import (
-    ACTIVE_STATUSES,
     DISPATCH_GRACE,
     Dispatch,
     close_run,
@@ -25,7 +24,7 @@ from audiojobs.jobs.service import (
     note_error,
     set_status,
 )
-from audiojobs.jobs.states import FINAL_STATUSES, PIPELINE, JobStatus, Stage, StageRunStatus
+from audiojobs.jobs.states import ACTIVE_STATUSES, FINAL_STATUSES, PIPELINE, JobStatus, Stage, StageRunStatus
 
 
 def reap_expired_leases(session: Session, holder_is_dead: Callable[[str], bool] | None = None) -> list[int]:

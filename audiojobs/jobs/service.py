@@ -1,4 +1,8 @@
-"""The only writer of Job rows: creation, stage attempts, leases, retries, cancellation, queries.
+"""Job state transitions: creation, stage attempts, leases, retries, the end of a job, cancellation.
+
+Reads that change nothing are in :mod:`audiojobs.jobs.queries`; the use cases the front ends call
+(submit, cancel, delete, results) in :mod:`audiojobs.jobs.usecases`; the recovery passes the reaper
+runs in :mod:`audiojobs.jobs.recovery`.
 
 Callers pass an open session and own the transaction; nothing here commits, so a transition and
 its side effects (results, stage runs) land together or not at all.
@@ -16,20 +20,17 @@ Three tokens keep a job's history single even though the broker delivers at leas
 from __future__ import annotations
 
 import datetime as dt
-import enum
-import hashlib
-import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import orm
 from sqlalchemy.orm import Session, object_session
 
 from audiojobs.db import utcnow
 from audiojobs.errors import Conflict, NotFound
-from audiojobs.jobs.models import IdempotencyKey, Job, StageRun
+from audiojobs.jobs import queries
+from audiojobs.jobs.attempts import Attempt, Decision, Dispatch, StageDecision, StageEnd
+from audiojobs.jobs.models import Job, StageRun
 from audiojobs.jobs.states import (
     FINAL_STATUSES,
     PIPELINE,
@@ -40,6 +41,7 @@ from audiojobs.jobs.states import (
     next_stage,
 )
 from audiojobs.quotas import minutes
+from audiojobs.users.principal import Principal
 from audiojobs.webhooks import service as webhooks
 
 JOB_DOMAIN = "audio"
@@ -50,72 +52,8 @@ MAX_ERROR_MESSAGE = 2000
 MAX_ATTEMPT_ERRORS = 10
 # A dispatch due this long ago was not published by whoever made it due (it died): the reaper does.
 DISPATCH_GRACE = dt.timedelta(seconds=2)
-ACTIVE_STATUSES = (JobStatus.QUEUED.value, JobStatus.PROCESSING.value)
 
 
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling: a user id and whether they are an admin; their tier name when it was read
-    with them (authentication reads it in the same query), so a submit need not look it up again."""
-
-    user_id: str
-    is_admin: bool
-    tier: str | None = None
-
-
-class Decision(enum.Enum):
-    START = "start"  # run the stage now
-    SKIP_DONE = "skip_done"  # the stage already succeeded: let the chain go on
-    WAIT = "wait"  # the job's current dispatch, but another attempt holds a live lease: come back later
-    IGNORE = "ignore"  # not ours to run (stale message, final job, another stage's message)
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """One running attempt of one stage: what its writes must name."""
-
-    job_id: int
-    stage: Stage
-    run_id: int
-    attempt: int
-    fence: int
-    dispatch: int
-    payload: dict[str, Any]
-    owner_user_id: str = ""
-    job_uuid: str = ""
-    artifacts: dict[str, str] = field(default_factory=dict)  # the job's current objects when it began
-
-
-@dataclass(frozen=True)
-class StageDecision:
-    decision: Decision
-    reason: str
-    attempt: Attempt | None = None
-    job_status: str | None = None
-    retry_in: float | None = None  # WAIT: seconds until the message should be delivered again
-    job_uuid: str | None = None  # IGNORE of a final job: whose files may go
-
-
-@dataclass(frozen=True)
-class Dispatch:
-    """A message to publish: the job's stages from ``stage`` on, under token ``dispatch``."""
-
-    job_id: int
-    dispatch: int
-    stage: Stage
-
-
-@dataclass(frozen=True)
-class StageEnd:
-    """What ``finish_stage`` did. ``moved_on``: the job is at its next stage and the attempt's chain
-    sends it. ``redispatch``: the job was re-dispatched while the attempt ran, so the chain's next
-    message would be stale: publish this instead (it is also due in the outbox)."""
-
-    moved_on: bool
-    redispatch: Dispatch | None = None
-
-
-# A message that meets a live lease comes back after at most this long (or when the lease ends).
 WAIT_POLL_SECONDS = 5.0
 
 
@@ -208,34 +146,6 @@ def record_artifact(session: Session, job_id: int, name: str, key: str) -> None:
     job = _lock_job(session, job_id)
     if job is not None:
         job.artifacts = {**(job.artifacts or {}), name: key}
-
-
-def payload_hash(payload: dict[str, Any]) -> str:
-    public = {k: v for k, v in payload.items() if not k.startswith("_")}  # not the checked file's identity
-    return hashlib.sha256(json.dumps(public, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-def find_idempotent_job(session: Session, *, owner_user_id: str, key: str, payload: dict[str, Any],
-                        ttl: dt.timedelta) -> Job | None:
-    """The job an earlier submit with this key made (within ``ttl``); Conflict if its body differed."""
-    row = session.scalar(sa.select(IdempotencyKey).where(IdempotencyKey.owner_user_id == owner_user_id,
-                                                         IdempotencyKey.key == key))
-    if row is None:
-        return None
-    if row.created_at < utcnow() - ttl:
-        session.delete(row)
-        session.flush()
-        return None
-    if row.body_hash != payload_hash(payload):
-        raise Conflict("this Idempotency-Key was already used with a different request body",
-                       code="idempotency_key_reused", field="Idempotency-Key")
-    return session.get(Job, row.job_id)
-
-
-def remember_idempotency_key(session: Session, *, owner_user_id: str, key: str, payload: dict[str, Any],
-                             job_id: int) -> None:
-    session.add(IdempotencyKey(owner_user_id=owner_user_id, key=key, body_hash=payload_hash(payload), job_id=job_id))
-    session.flush()
 
 
 # --- Stage attempts ----------------------------------------------------------------------------
@@ -445,11 +355,6 @@ def charge_minutes(session: Session, attempt: Attempt, amount: float, limit: flo
     return True
 
 
-def count_queued(session: Session, owner_user_id: str) -> int:
-    return session.scalar(sa.select(sa.func.count()).select_from(Job).where(
-        Job.owner_user_id == owner_user_id, Job.status == JobStatus.QUEUED.value)) or 0
-
-
 def own_job_for_store(session: Session, attempt: Attempt) -> Job | None:
     """The locked job if ``attempt`` may write its results (see pipeline/store.py)."""
     return _own_job(session, attempt)
@@ -463,7 +368,7 @@ def close_stopped_run(session: Session, attempt: Attempt, reason: str) -> None:
 
 # --- Cancellation and deletion ----------------------------------------------------------------
 def cancel_job(session: Session, job_id: int, principal: Principal) -> Job:
-    get_job_for(session, job_id, principal)
+    queries.get_job_for(session, job_id, principal)
     job = _lock_job(session, job_id)
     if job is None:
         raise NotFound(f"job {job_id} not found")
@@ -477,75 +382,10 @@ def cancel_job(session: Session, job_id: int, principal: Principal) -> Job:
 
 def delete_job(session: Session, job_id: int, principal: Principal) -> str:
     """Delete a final job and its results; its uuid (whose objects may go)."""
-    job = get_job_for(session, job_id, principal)
+    job = queries.get_job_for(session, job_id, principal)
     if not job.status_enum.is_final:
         raise Conflict(f"job {job_id} is {job.status}; cancel it before deleting it", code="job_not_final")
     job_uuid = job.uuid
     session.delete(job)
     session.flush()
     return job_uuid
-
-
-# --- Queries -------------------------------------------------------------------------------------
-def get_job(session: Session, job_id: int) -> Job | None:
-    return session.get(Job, job_id)
-
-
-# Built once: every status read runs it.
-_JOB_WITH_RUNS = sa.select(Job).options(orm.joinedload(Job.stage_runs)).where(Job.id == sa.bindparam("job_id"))
-
-
-def get_job_for(session: Session, job_id: int, principal: Principal, with_runs: bool = False) -> Job:
-    """The job, if ``principal`` owns it or is an admin; otherwise NotFound, as if it did not exist.
-    ``with_runs``: its stage runs loaded in the same query."""
-    if with_runs:
-        job = session.execute(_JOB_WITH_RUNS, {"job_id": job_id}).unique().scalar_one_or_none()
-    else:
-        job = session.get(Job, job_id)
-    if job is None or not (principal.is_admin or job.owner_user_id == principal.user_id):
-        raise NotFound(f"job {job_id} not found")
-    return job
-
-
-def list_jobs(session: Session, *, status: JobStatus | None, owner_user_id: str | None, limit: int) -> list[Job]:
-    query = sa.select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
-    if status is not None:
-        query = query.where(Job.status == status.value)
-    if owner_user_id is not None:
-        query = query.where(Job.owner_user_id == owner_user_id)
-    return list(session.scalars(query))
-
-
-def count_by_status(session: Session, *, owner_user_id: str | None) -> dict[str, int]:
-    query = sa.select(Job.status, sa.func.count()).group_by(Job.status)
-    if owner_user_id is not None:
-        query = query.where(Job.owner_user_id == owner_user_id)
-    counts = {status.value: 0 for status in JobStatus}
-    for status, count in session.execute(query):
-        counts[status] = count
-    return counts
-
-
-def count_processing(session: Session, owner_user_id: str) -> int:
-    return session.scalar(
-        sa.select(sa.func.count()).select_from(Job).where(
-            Job.owner_user_id == owner_user_id, Job.status == JobStatus.PROCESSING.value
-        )
-    ) or 0
-
-
-def final_job_ids(session: Session, job_ids: list[int]) -> set[int]:
-    """Which of ``job_ids`` are final or gone: their work directories may be removed."""
-    if not job_ids:
-        return set()
-    live = set(session.scalars(sa.select(Job.id).where(Job.id.in_(job_ids), Job.status.in_(ACTIVE_STATUSES))))
-    return set(job_ids) - live
-
-
-def final_job_uuids(session: Session, job_uuids: list[str]) -> set[str]:
-    """Which of ``job_uuids`` are final or gone: their objects and scratch copies may be removed."""
-    if not job_uuids:
-        return set()
-    live = set(session.scalars(sa.select(Job.uuid).where(Job.uuid.in_(job_uuids),
-                                                          Job.status.in_(ACTIVE_STATUSES))))
-    return set(job_uuids) - live

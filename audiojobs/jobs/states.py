@@ -18,6 +18,9 @@ class JobStatus(str, enum.Enum):
 
 
 FINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+FINAL_STATUS_VALUES = frozenset(status.value for status in FINAL_STATUSES)  # as stored and sent
+# Statuses a job still works in (as stored): queued (waiting or admitted) and processing.
+ACTIVE_STATUSES = (JobStatus.QUEUED.value, JobStatus.PROCESSING.value)
 
 # from -> the statuses it may move to. A final status moves nowhere.
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {

@@ -32,9 +32,8 @@ from audiojobs.errors import (
     ServiceUnavailable,
     TooManyRequests,
 )
-from audiojobs.jobs import admission, service
+from audiojobs.jobs import admission, idempotency, queries, service
 from audiojobs.jobs.models import Analysis, Job, Transcript, TranscriptChunk
-from audiojobs.jobs.service import Principal
 from audiojobs.jobs.states import JobStatus
 from audiojobs.logs import job_id_var
 from audiojobs.quotas import minutes
@@ -42,6 +41,7 @@ from audiojobs.quotas.limits import limits_for
 from audiojobs.quotas.tiers import TierLimits
 from audiojobs.redis_client import redis_client
 from audiojobs.storage import SOURCE_STEM, artifact_key, open_store, remove_job_files
+from audiojobs.users.principal import Principal
 from audiojobs.webhooks import service as webhooks
 from audiojobs.webhooks.models import WebhookDelivery
 
@@ -58,19 +58,20 @@ def submit(settings: Settings, celery: Celery, principal: Principal, payload: di
         with session_scope(settings.effective_database_url) as session:
             existing = None
             if key is not None:
-                existing = service.find_idempotent_job(session, owner_user_id=owner, key=key, payload=payload, ttl=ttl)
+                existing = idempotency.find_idempotent_job(session, owner_user_id=owner, key=key, payload=payload,
+                                                           ttl=ttl)
             if existing is not None:
                 return existing, True
             cap = check_submit_allowed(session, settings, principal, payload).concurrent_jobs
             job = service.create_job(session, owner_user_id=owner, payload=payload, queue=settings.cpu_queue,
                                      max_retries=settings.max_retries, request_id=request_id)
             if key is not None:
-                service.remember_idempotency_key(session, owner_user_id=owner, key=key, payload=payload,
+                idempotency.remember_idempotency_key(session, owner_user_id=owner, key=key, payload=payload,
                                                  job_id=job.id)
     except sa.exc.IntegrityError:
         # A concurrent submit with the same key won the race: answer with its job.
         with session_scope(settings.effective_database_url) as session:
-            existing = service.find_idempotent_job(session, owner_user_id=owner, key=key or "", payload=payload,
+            existing = idempotency.find_idempotent_job(session, owner_user_id=owner, key=key or "", payload=payload,
                                                    ttl=ttl)
             if existing is None:
                 raise
@@ -125,7 +126,7 @@ def _check_submit_allowed(session: Session, settings: Settings, principal: Princ
                           payload: dict[str, object]) -> TierLimits:
     owner = principal.user_id
     limits = limits_for(session, settings, owner, principal.tier)
-    if service.count_queued(session, owner) >= settings.max_queued_per_user:
+    if queries.count_queued(session, owner) >= settings.max_queued_per_user:
         raise TooManyRequests(f"you have {settings.max_queued_per_user} jobs queued already; wait for some to start",
                               headers={"Retry-After": "30"})
     if limits.daily_minutes is not None:
@@ -166,7 +167,7 @@ def delete(settings: Settings, principal: Principal, job_id: int) -> None:
 
 def completed_job(session: Session, principal: Principal, job_id: int) -> Job:
     """The caller's job when it is completed; 409 ``job_not_completed`` otherwise (with why it ended)."""
-    job = service.get_job_for(session, job_id, principal)
+    job = queries.get_job_for(session, job_id, principal)
     if job.status != JobStatus.COMPLETED.value:
         detail = f" ({job.error_code}: {job.error_message})" if job.error_code else ""
         raise Conflict(f"job {job.id} is {job.status}, not completed{detail}", code="job_not_completed")
@@ -186,7 +187,7 @@ def stored_result(session: Session, job: Job) -> tuple[Transcript, list[Transcri
 
 def deliveries(session: Session, principal: Principal, job_id: int) -> tuple[int, list[WebhookDelivery]]:
     """The caller's job's webhook deliveries, oldest first: (job id, deliveries)."""
-    job = service.get_job_for(session, job_id, principal)
+    job = queries.get_job_for(session, job_id, principal)
     return job.id, webhooks.deliveries_of(session, job.id)
 
 
@@ -194,7 +195,7 @@ def resend_delivery(settings: Settings, celery: Celery, principal: Principal, jo
                     delivery_uuid: str) -> dict[str, Any]:
     """A new delivery of the same event (new id, fresh tries and signature), sent now: its body."""
     with session_scope(settings.effective_database_url) as session:
-        job = service.get_job_for(session, job_id, principal)
+        job = queries.get_job_for(session, job_id, principal)
         original = webhooks.delivery_of(session, job.id, delivery_uuid)
         if original is None:
             raise NotFound(f"delivery {delivery_uuid} of job {job.id} not found")

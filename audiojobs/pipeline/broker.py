@@ -35,8 +35,8 @@ import celeryconfig
 from audiojobs.config import Settings
 from audiojobs.db import session_scope
 from audiojobs.jobs import recovery
+from audiojobs.jobs.attempts import Dispatch
 from audiojobs.jobs.models import SystemState
-from audiojobs.jobs.service import Dispatch
 
 log = logging.getLogger(__name__)
 

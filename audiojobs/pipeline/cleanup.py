@@ -18,7 +18,7 @@ from audiojobs import storage
 from audiojobs.config import Settings
 from audiojobs.db import session_scope, utcnow
 from audiojobs.errors import AudioJobsError
-from audiojobs.jobs import service
+from audiojobs.jobs import queries
 from audiojobs.storage import remove_job_files
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ def sweep_scratch(settings: Settings) -> int:
     if not uuids:
         return 0
     with session_scope(settings.effective_database_url) as session:
-        finished = service.final_job_uuids(session, uuids)
+        finished = queries.final_job_uuids(session, uuids)
     for job_uuid in finished:
         shutil.rmtree(root / f"job-{job_uuid}", ignore_errors=True)
     return len(finished)
@@ -64,7 +64,7 @@ def sweep_orphan_objects(settings: Settings) -> int:
         newest[job_uuid] = max(modified, newest.get(job_uuid, modified))
     old = [job_uuid for job_uuid, modified in newest.items() if modified < cutoff]
     with session_scope(settings.effective_database_url) as session:
-        finished = service.final_job_uuids(session, old)
+        finished = queries.final_job_uuids(session, old)
     for job_uuid in finished:
         store.delete_prefix(storage.job_prefix(job_uuid))
     for key, modified in list(store.list_objects(storage.PROBE_PREFIX)):
@@ -85,7 +85,7 @@ def sweep_work_dirs(settings: Settings) -> int:
     ids = [int(m.group(1)) for p in work.iterdir() if (m := _OLD_WORK_DIR.match(p.name))] if work.is_dir() else []
     if ids:
         with session_scope(settings.effective_database_url) as session:
-            finished = service.final_job_ids(session, ids)
+            finished = queries.final_job_ids(session, ids)
         for job_id in finished:
             shutil.rmtree(work / f"job-{job_id}", ignore_errors=True)
         removed += len(finished)

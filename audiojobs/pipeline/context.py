@@ -21,7 +21,7 @@ from typing import Any
 
 from audiojobs.config import Settings
 from audiojobs.errors import ArtifactMissing
-from audiojobs.jobs.service import Attempt
+from audiojobs.jobs.attempts import Attempt
 from audiojobs.pipeline.guard import AttemptGuard
 from audiojobs.storage import SOURCE_STEM, ArtifactStore, artifact_key, job_prefix, job_scratch_dir, open_store
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from audiojobs.config import Settings
 from audiojobs.db import session_scope
 from audiojobs.jobs import service
-from audiojobs.jobs.service import Attempt
+from audiojobs.jobs.attempts import Attempt
 
 log = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ from audiojobs.config import Settings
 from audiojobs.db import session_scope
 from audiojobs.errors import AudioJobsError, StorageUnavailable
 from audiojobs.jobs import admission, recovery, service
+from audiojobs.jobs.attempts import Decision, Dispatch
 from audiojobs.jobs.flow import publish_and_mark
-from audiojobs.jobs.service import Decision
 from audiojobs.jobs.states import PIPELINE, JobStatus, Stage
 from audiojobs.logs import job_id_var, request_id_var
 from audiojobs.pipeline import cleanup
@@ -199,7 +199,7 @@ class StageTask(AudioJobsTask):
             log.error("job %s: could not schedule a re-dispatch: %r", job_id, inner)
 
 
-def publish_dispatch(settings: Settings, celery: Any, dispatch: service.Dispatch) -> None:
+def publish_dispatch(settings: Settings, celery: Any, dispatch: Dispatch) -> None:
     """Publish a due dispatch now and take it out of the outbox; on failure the reaper sends it."""
     try:
         publish_and_mark(settings, celery, dispatch)

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from audiojobs.db import session_scope
 from audiojobs.jobs.models import Job, StageRun, Transcript
+from audiojobs.jobs.states import FINAL_STATUS_VALUES
 from tests.conftest import AUTH, stage_running, wait_for_job, word_error_rate
 from tests.integration.conftest import Stack, build_stack
 from tests.media import jfk_repeated
@@ -23,7 +24,6 @@ from tests.services import JFK_TEXT, PrivatePostgres, RedisServer
 
 pytestmark = pytest.mark.integration
 SUBMIT = "/api/v1/audio/jobs/submit"
-FINAL = {"completed", "failed", "cancelled"}
 
 
 def submit(stack: Stack, path: Path) -> int:
@@ -54,7 +54,7 @@ def wait_all_final(stack: Stack, job_ids: list[int], timeout: float) -> None:
     while time.monotonic() < deadline:
         with session_scope(stack.settings.effective_database_url) as session:
             pending = session.scalar(sa.select(sa.func.count()).select_from(Job).where(
-                Job.id.in_(job_ids), Job.status.not_in(FINAL)))
+                Job.id.in_(job_ids), Job.status.not_in(FINAL_STATUS_VALUES)))
         if not pending:
             return
         time.sleep(0.5)

@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from audiojobs.celery_app import producer_app
 from audiojobs.db import session_scope
 from audiojobs.jobs.models import Job, StageRun, Transcript
-from audiojobs.jobs.states import PIPELINE
+from audiojobs.jobs.states import FINAL_STATUS_VALUES, PIPELINE
 from audiojobs.pipeline import broker, reaper
 from tests.conftest import AUTH, _redis_dbs
 from tests.integration.conftest import Stack, build_stack
@@ -40,7 +40,6 @@ JOBS = 200 if FULL else 30
 WORKERS = 3
 REAPER_EVERY = 0.5
 SUBMIT_EVERY = 0.2
-FINAL = ("completed", "failed", "cancelled")
 DONE = ("succeeded", "skipped")  # a stage run that did its stage (analysis not asked for: skipped)
 SOAK_ENV = {
     "JOBS_LEASE_SECONDS": "5", "AUDIO_STALL_SECONDS": "3",
@@ -170,7 +169,7 @@ def test_soak_every_job_completes_exactly_once(kind: str, tmp_path: Path, test_r
             while True:
                 with session_scope(stack.settings.effective_database_url) as session:
                     active = session.scalar(sa.select(sa.func.count()).select_from(Job).where(
-                        Job.id.in_(job_ids), Job.status.not_in(FINAL)))
+                        Job.id.in_(job_ids), Job.status.not_in(FINAL_STATUS_VALUES)))
                 if not active:
                     break
                 assert time.monotonic() < deadline, f"{active} jobs still active; chaos {chaos.counts}"

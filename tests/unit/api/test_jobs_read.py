@@ -9,7 +9,7 @@ from flask.testing import FlaskClient
 
 from audiojobs.config import Settings
 from audiojobs.db import session_scope
-from audiojobs.jobs import recovery, service
+from audiojobs.jobs import queries, recovery, service
 from audiojobs.jobs.states import Stage
 from tests.conftest import AUTH
 
@@ -30,7 +30,7 @@ def make_job(settings: Settings, owner: str = "1", status: str = "queued") -> in
                 service.fail_job(session, job_id, code="invalid_media", message="bad file", attempt=started.attempt)
             elif status == "completed":
                 service.finish_stage(session, started.attempt)
-                service.complete_job(session, service.get_job(session, job_id))  # type: ignore[arg-type]
+                service.complete_job(session, queries.get_job(session, job_id))  # type: ignore[arg-type]
     return job_id
 
 
@@ -68,10 +68,10 @@ def test_other_users_job_is_404_for_non_admin(settings: Settings) -> None:
     job_id = make_job(settings, owner="alice")
     with session_scope(settings.effective_database_url) as session:
         with pytest.raises(Exception) as info:
-            service.get_job_for(session, job_id, service.Principal(user_id="bob", is_admin=False))
+            queries.get_job_for(session, job_id, service.Principal(user_id="bob", is_admin=False))
         assert getattr(info.value, "http_status", None) == 404
-        assert service.get_job_for(session, job_id, service.Principal(user_id="alice", is_admin=False)).id == job_id
-        assert service.get_job_for(session, job_id, service.Principal(user_id="root", is_admin=True)).id == job_id
+        assert queries.get_job_for(session, job_id, service.Principal(user_id="alice", is_admin=False)).id == job_id
+        assert queries.get_job_for(session, job_id, service.Principal(user_id="root", is_admin=True)).id == job_id
 
 
 def test_admin_list_filters_orders_and_limits(client: FlaskClient, settings: Settings) -> None:

@@ -27,8 +27,8 @@ from sqlalchemy import event
 
 from audiojobs.db import get_engine, session_scope, utcnow
 from audiojobs.jobs import recovery, service
+from audiojobs.jobs.attempts import Attempt, Decision, Dispatch
 from audiojobs.jobs.models import Job, StageRun
-from audiojobs.jobs.service import Attempt, Decision, Dispatch
 from audiojobs.jobs.states import PIPELINE, Stage, next_stage
 
 ALIVE = lambda _holder: False  # noqa: E731

@@ -8,10 +8,11 @@ import pytest
 
 from audiojobs.db import session_scope, utcnow
 from audiojobs.errors import Conflict
-from audiojobs.jobs import recovery, service
+from audiojobs.jobs import idempotency, queries, recovery, service
+from audiojobs.jobs.attempts import Decision
 from audiojobs.jobs.models import Job, StageRun
-from audiojobs.jobs.service import Decision, Principal
 from audiojobs.jobs.states import Stage
+from audiojobs.users.principal import Principal
 
 ALIVE = lambda _holder: False  # noqa: E731
 DEAD = lambda _holder: True  # noqa: E731
@@ -187,16 +188,16 @@ def test_idempotency_keys(db_url: str) -> None:
     body = {"url": "https://e.com/a.mp3", "model": "whisper-1"}
     ttl = dt.timedelta(hours=24)
     with session_scope(db_url) as s:
-        assert service.find_idempotent_job(s, owner_user_id="1", key="k", payload=body, ttl=ttl) is None
-        service.remember_idempotency_key(s, owner_user_id="1", key="k", payload=body, job_id=job_id)
+        assert idempotency.find_idempotent_job(s, owner_user_id="1", key="k", payload=body, ttl=ttl) is None
+        idempotency.remember_idempotency_key(s, owner_user_id="1", key="k", payload=body, job_id=job_id)
     with session_scope(db_url) as s:
-        found = service.find_idempotent_job(s, owner_user_id="1", key="k", payload=dict(reversed(body.items())),
+        found = idempotency.find_idempotent_job(s, owner_user_id="1", key="k", payload=dict(reversed(body.items())),
                                             ttl=ttl)
         assert found is not None and found.id == job_id
-        assert service.find_idempotent_job(s, owner_user_id="2", key="k", payload=body, ttl=ttl) is None
+        assert idempotency.find_idempotent_job(s, owner_user_id="2", key="k", payload=body, ttl=ttl) is None
         with pytest.raises(Conflict):
-            service.find_idempotent_job(s, owner_user_id="1", key="k", payload={**body, "model": "base"}, ttl=ttl)
-        assert service.find_idempotent_job(s, owner_user_id="1", key="k", payload=body,
+            idempotency.find_idempotent_job(s, owner_user_id="1", key="k", payload={**body, "model": "base"}, ttl=ttl)
+        assert idempotency.find_idempotent_job(s, owner_user_id="1", key="k", payload=body,
                                            ttl=dt.timedelta(seconds=0)) is None  # expired keys are forgotten
 
 
@@ -204,10 +205,10 @@ def test_queries(db_url: str) -> None:
     a1, _b1, a2 = _create(db_url, "a"), _create(db_url, "b"), _create(db_url, "a")
     _begin(db_url, a2)
     with session_scope(db_url) as s:
-        assert [j.id for j in service.list_jobs(s, status=None, owner_user_id="a", limit=10)] == [a2, a1]
-        assert service.count_by_status(s, owner_user_id=None)["queued"] == 2
-        assert service.count_processing(s, "a") == 1
-        assert service.final_job_ids(s, [a1, a2, 12345]) == {12345}
+        assert [j.id for j in queries.list_jobs(s, status=None, owner_user_id="a", limit=10)] == [a2, a1]
+        assert queries.count_by_status(s, owner_user_id=None)["queued"] == 2
+        assert queries.count_processing(s, "a") == 1
+        assert queries.final_job_ids(s, [a1, a2, 12345]) == {12345}
 
 
 def test_minutes_are_charged_once_and_given_back_when_the_job_does_not_complete(db_url: str) -> None:

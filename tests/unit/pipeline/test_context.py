@@ -12,8 +12,8 @@ from audiojobs.config import Settings
 from audiojobs.db import session_scope
 from audiojobs.errors import ArtifactMissing
 from audiojobs.jobs import recovery, service
+from audiojobs.jobs.attempts import Attempt
 from audiojobs.jobs.models import Job
-from audiojobs.jobs.service import Attempt
 from audiojobs.jobs.states import Stage
 from audiojobs.pipeline.context import WAV_NAME, StageContext
 from audiojobs.pipeline.guard import AttemptGuard

@@ -15,7 +15,7 @@ import pytest
 
 from audiojobs.config import Settings
 from audiojobs.errors import DownloadFailed, ForbiddenSource, InvalidMedia, SourceTooLarge, StageError
-from audiojobs.jobs.service import Attempt
+from audiojobs.jobs.attempts import Attempt
 from audiojobs.jobs.states import Stage
 from audiojobs.pipeline import download
 from audiojobs.pipeline.context import StageContext

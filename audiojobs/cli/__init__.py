@@ -8,20 +8,12 @@ import re
 import socket
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
-from audiojobs.checks import check_settings
-from audiojobs.config import Settings, environ_with, get_settings, setting_table
+from audiojobs.cli.common import settings_or_exit as _settings
+from audiojobs.config import Settings, environ_with, setting_table
 from audiojobs.errors import AudioJobsError, ConfigError
-
-
-def _settings() -> Settings:
-    try:
-        return check_settings(get_settings())
-    except ConfigError as exc:
-        raise click.ClickException(exc.message) from None
 
 
 def _with_redis(settings: Settings) -> tuple[Settings, dict[str, str]]:
@@ -44,7 +36,7 @@ def up() -> None:
     """Run the whole system locally: Redis, migrations, API, worker, beat and Flower."""
     from audiojobs.local_stack import run_up
 
-    repo_root = Path(__file__).resolve().parent.parent
+    repo_root = Path(__file__).resolve().parents[2]  # audiojobs/cli/__init__.py -> the repository
     try:
         code = run_up(_settings(), repo_root)
     except ConfigError as exc:
@@ -320,140 +312,10 @@ def show_config() -> None:
         click.echo(f"{name:32} {default or '(empty)':24} {comment}")
 
 
+from audiojobs.cli import client_commands  # noqa: E402 - after main: its commands join the group
 
-
-# --- The client: talks to a running API ---------------------------------------------------------
-def _client(server: str | None, api_key: str | None) -> Any:
-    from audiojobs.client import Client
-    from audiojobs.local_secrets import api_key_path, read_secret
-
-    settings = _settings()
-    url = server or settings.server_url or f"http://{settings.api_host}:{settings.api_port}"
-    key = api_key or settings.api_key or read_secret(api_key_path(settings.var_path))
-    if not key:
-        raise click.ClickException("no API key: pass --api-key or set AUDIOJOBS_API_KEY")
-    return Client(url, key)
-
-
-def _client_options(fn: Any) -> Any:
-    fn = click.option("--api-key", default=None, help="API key (AUDIOJOBS_API_KEY, else var/api_key).")(fn)
-    return click.option("--server", default=None, help="API base URL (AUDIOJOBS_SERVER).")(fn)
-
-
-def _call(action: Any) -> Any:
-    from audiojobs.client import ClientError
-
-    try:
-        return action()
-    except ClientError as exc:
-        raise click.ClickException(exc.message) from None
-
-
-SUFFIXES = {"srt": ".srt", "vtt": ".vtt", "text": ".txt", "json": ".json", "verbose_json": ".json"}
-RESULT_FORMATS = click.Choice(list(SUFFIXES))
-
-
-def _write_result(text: str, fmt: str, output: str | None) -> None:
-    if output:
-        Path(output).write_text(text)
-        click.echo(f"written: {output}", err=True)
-    else:
-        click.echo(text, nl=not text.endswith("\n"))
-
-
-@main.command()
-@click.argument("source")
-@click.option("--wait", is_flag=True, help="Show progress until the job ends, then print or write the result.")
-@click.option("--format", "fmt", type=RESULT_FORMATS, default="text", show_default=True,
-              help="Result format with --wait.")
-@click.option("-o", "--output", default=None, help="Write the result here (default: FILE with the format's suffix "
-                                                   "for srt/vtt, else standard output).")
-@click.option("--model", default=None, help="Model (default: whisper-1).")
-@click.option("--language", default=None, help="Spoken language code, e.g. en.")
-@click.option("--word-timestamps", is_flag=True, help="Time every word.")
-@_client_options
-def submit(source: str, wait: bool, fmt: str, output: str | None, model: str | None, language: str | None,
-           word_timestamps: bool, server: str | None, api_key: str | None) -> None:
-    """Submit FILE_OR_URL: a URL, or a file on the server's disk (inside AUDIO_LOCAL_ROOTS)."""
-    client = _client(server, api_key)
-    body: dict[str, Any] = {"url": source} if "://" in source else {"local_path": str(Path(source).resolve())}
-    for name, value in (("model", model), ("language", language)):
-        if value:
-            body[name] = value
-    if word_timestamps:
-        body["word_timestamps"] = True
-    job = _call(lambda: client.submit(body))
-    click.echo(f"job {job['id']} {job['status']}", err=True)
-    if not wait:
-        click.echo(job["id"])
-        return
-    final = _follow(client, int(job["id"]))
-    if final["status"] != "completed":
-        raise click.ClickException(f"job {final['id']} {final['status']}: {final['error_code']}: "
-                                   f"{final['error_message']}")
-    if output is None and fmt in {"srt", "vtt"} and "://" not in source:
-        output = str(Path(source).with_suffix(SUFFIXES[fmt]).name)
-    _write_result(_call(lambda: client.result(int(job["id"]), fmt)), fmt, output)
-
-
-def _follow(client: Any, job_id: int) -> dict[str, Any]:
-    """Poll the job until it ends: a progress bar across the stages on a terminal, else one line per
-    change (status, stage or progress)."""
-    import time
-
-    from tqdm import tqdm
-
-    interactive = sys.stderr.isatty()
-    last: tuple[Any, ...] | None = None
-    with tqdm(total=100, bar_format="{desc} {bar} {n:.0f}% [{elapsed}{postfix}]", file=sys.stderr,
-              disable=not interactive) as bar:
-        while True:
-            job: dict[str, Any] = _call(lambda: client.job(job_id))
-            state = (job["status"], job["stage"], job["progress"])
-            if state != last:
-                last = state
-                eta = f", eta {job['eta_seconds']:.0f} s" if job.get("eta_seconds") else ""
-                if interactive:
-                    bar.set_description_str(f"job {job_id} {job['status']}: {job['stage'] or ''}")
-                    bar.set_postfix_str(eta.lstrip(", "), refresh=False)
-                    bar.n = job["progress"]
-                    bar.refresh()
-                else:
-                    click.echo(f"job {job_id} {job['status']}: {job['stage'] or ''} {job['progress']:g}%{eta}",
-                               err=True)
-            if job["status"] in {"completed", "failed", "cancelled"}:
-                return job
-            time.sleep(0.5)
-
-
-@main.command()
-@click.argument("job_id", type=int)
-@_client_options
-def status(job_id: int, server: str | None, api_key: str | None) -> None:
-    """Show job JOB_ID: status, stage, progress, error."""
-    job = _call(lambda: _client(server, api_key).job(job_id))
-    click.echo(f"job {job['id']}: {job['status']} stage={job['stage']} progress={job['progress']:g}%"
-               + (f" eta={job['eta_seconds']:.0f}s" if job.get("eta_seconds") else "")
-               + (f" error={job['error_code']}: {job['error_message']}" if job["error_code"] else ""))
-
-
-@main.command()
-@click.argument("job_id", type=int)
-@click.option("--format", "fmt", type=RESULT_FORMATS, default="text", show_default=True)
-@click.option("-o", "--output", default=None, help="Write to this file instead of standard output.")
-@_client_options
-def result(job_id: int, fmt: str, output: str | None, server: str | None, api_key: str | None) -> None:
-    """Print (or write) the result of job JOB_ID in a format."""
-    _write_result(_call(lambda: _client(server, api_key).result(job_id, fmt)), fmt, output)
-
-
-@main.command()
-@click.argument("job_id", type=int)
-@_client_options
-def cancel(job_id: int, server: str | None, api_key: str | None) -> None:
-    """Cancel job JOB_ID."""
-    job = _call(lambda: _client(server, api_key).cancel(job_id))
-    click.echo(f"job {job['id']}: {job['status']}")
+for _command in client_commands.COMMANDS:
+    main.add_command(_command)
 
 
 if __name__ == "__main__":

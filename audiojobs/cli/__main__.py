@@ -1,0 +1,4 @@
+"""``python -m audiojobs.cli``."""
+from audiojobs.cli import main
+
+main()
