@@ -1,7 +1,8 @@
 """Every setting of audiojobs, read from the environment in one place.
 
-This module is the only reader of ``os.environ``. Each setting is one line in ``_SPECS``: its
-environment name, its parser and its default. README.rst lists them all in a table.
+This module is the only reader of ``os.environ``. Each setting is one field of ``Settings``,
+declared once with its type, environment name, parser, default and meaning; ``from_env``, the
+README's table and ``audiojobs config`` are all made from those fields.
 """
 
 from __future__ import annotations
@@ -79,246 +80,208 @@ def _parse_choice(*choices: str) -> Callable[[str, str], str]:
     return parse
 
 
-# (attribute, environment name, parser, default as the environment would spell it, comment)
-_SPECS: tuple[tuple[str, str, Callable[[str, str], Any], str, str], ...] = (
-    ("var_dir", "AUDIOJOBS_VAR_DIR", _parse_str, "var", "state directory: SQLite file, keys, Redis data"),
-    ("database_url", "DATABASE_URL", _parse_optional_str, "", "SQLAlchemy URL; empty = SQLite file in var/"),
-    ("redis_url", "REDIS_URL", _parse_optional_str, "", "broker and counters; empty = embedded Redis"),
-    ("embedded_redis_port", "AUDIOJOBS_EMBEDDED_REDIS_PORT", _parse_int(0), "0",
-     "port of the embedded Redis; 0 = pick a free one"),
-    ("api_key", "AUDIOJOBS_API_KEY", _parse_optional_str, "", "single-user key; empty = the one in var/api_key"),
-    ("auth_mode", "AUTH_MODE", _parse_choice("single_user", "multi_user"), "single_user", "who may call the API"),
-    ("single_user_id", "AUDIOJOBS_SINGLE_USER_ID", _parse_str, "1", "owner_user_id of the single user"),
-    ("single_user_tier", "AUDIOJOBS_SINGLE_USER_TIER", _parse_str, "premium", "tier of the single user"),
-    ("jwt_secret", "AUDIOJOBS_JWT_SECRET", _parse_optional_str, "",
-     "signs JWTs in multi_user mode; empty = the one in var/jwt_secret"),
-    ("jwt_access_minutes", "AUDIOJOBS_JWT_ACCESS_MINUTES", _parse_int(1), "15", "access token lifetime"),
-    ("jwt_refresh_days", "AUDIOJOBS_JWT_REFRESH_DAYS", _parse_int(1), "30", "refresh token lifetime"),
-    ("default_tier", "AUDIOJOBS_DEFAULT_TIER", _parse_str, "free", "tier of a new user"),
-    ("tier_limits_json", "AUDIO_TIER_LIMITS_JSON", _parse_optional_str, "",
-     "JSON overriding or adding tiers: {name: {daily_minutes, concurrent_jobs, max_file_mb}}"),
-    ("max_queued_per_user", "AUDIO_MAX_QUEUED_PER_USER", _parse_int(1), "100",
-     "queued jobs a user may have before submit answers 429"),
-    ("quota_reset_cron", "AUDIO_QUOTA_RESET_CRON", _parse_str, "0 0 * * *",
-     "when beat resets and reconciles quotas (cron, UTC)"),
-    ("strict_queue_depth", "AUDIO_STRICT_QUEUE_DEPTH", _parse_int(1), "2",
-     "with AUDIO_JOBS_OWNER_STRICT: admitted jobs that may wait unstarted"),
-    ("local_roots", "AUDIO_LOCAL_ROOTS", _parse_paths, "", "dirs local_path may point into (':'-separated)"),
-    ("url_allow_hosts", "AUDIO_URL_ALLOW_HOSTS", _parse_csv, "",
-     "host or host:port entries exempt from the address rule of the URL guard (see Security)"),
-    ("url_deny_hosts", "AUDIO_URL_DENY_HOSTS", _parse_csv, "", "host or host:port entries the URL guard refuses"),
-    ("url_allow_ports", "AUDIO_URL_ALLOW_PORTS", _parse_ports, "80,443", "ports a URL may use"),
-    ("max_duration", "AUDIO_MAX_DURATION_SECONDS", _parse_int(1), "14400", "longest media a job may have"),
-    ("download_max_seconds", "AUDIO_DOWNLOAD_MAX_SECONDS", _parse_int(1), "900",
-     "longest a URL download may take in all"),
-    ("sync_timeout", "AUDIO_SYNC_TIMEOUT_SECONDS", _parse_int(0), "120",
-     "POST /audio/transcriptions waits this long, then answers 202 with the job (0: at once)"),
-    ("events_max_seconds", "AUDIO_EVENTS_MAX_SECONDS", _parse_int(1), "600",
-     "longest a GET /jobs/{id}/events stream stays open (it holds an API worker)"),
-    ("max_request_bytes", "AUDIO_MAX_REQUEST_BYTES", _parse_int(1024), "1048576",
-     "largest request body the API reads (413 above)"),
-    ("work_dir", "AUDIO_WORK_DIR", _parse_optional_str, "",
-     "the file store's objects and the default scratch directory; empty = var/work"),
-    ("default_model", "AUDIO_DEFAULT_MODEL", _parse_str, "tiny.en", "what model 'whisper-1' means"),
-    ("allowed_models", "AUDIO_ALLOWED_MODELS", _parse_csv, DEFAULT_MODEL_NAMES, "model names a submit may ask for"),
-    ("whisper_backend", "AUDIO_WHISPER_BACKEND", _parse_choice("faster-whisper", "openai-whisper"), "faster-whisper",
-     "backend of a model name without a 'backend:' prefix"),
-    ("model_dir", "AUDIO_MODEL_DIR", _parse_optional_str, "",
-     "downloaded and converted weights (openai-whisper NAME.pt); empty = var/models"),
-    ("whisper_device", "AUDIO_WHISPER_DEVICE", _parse_choice("auto", "cpu", "cuda"), "auto", "where models run"),
-    ("whisper_compute_type", "AUDIO_WHISPER_COMPUTE_TYPE", _parse_str, "default",
-     "CTranslate2 compute type; default = int8 on CPU, float16 on CUDA"),
-    ("whisper_cpu_threads", "AUDIO_WHISPER_CPU_THREADS", _parse_int(0), "0", "threads per model; 0 = library default"),
-    ("whisper_batch_size", "AUDIO_WHISPER_BATCH_SIZE", _parse_int(0), "3",
-     "faster-whisper: windows of speech decoded together for long audio (~60 MB each on CPU; GPUs: 16); 0 = off"),
-    ("whisper_batch_min_seconds", "AUDIO_WHISPER_BATCH_MIN_SECONDS", _parse_int(0), "60",
-     "audio at least this long is decoded in batches; shorter audio window by window"),
-    ("storage_url", "AUDIO_STORAGE_URL", _parse_optional_str, "",
-     "object store for artifacts between stages: file:///DIR or s3://BUCKET/PREFIX; empty = AUDIO_WORK_DIR"),
-    ("s3_endpoint_url", "AUDIO_S3_ENDPOINT_URL", _parse_optional_str, "",
-     "S3 API endpoint of an s3:// store (MinIO, rclone, Ceph …); empty = AWS"),
-    ("scratch_dir", "AUDIO_SCRATCH_DIR", _parse_str, "",
-     "this host's private copies of artifacts a stage reads or writes; empty = AUDIO_WORK_DIR/scratch"),
-    ("storage_orphan_hours", "AUDIO_STORAGE_ORPHAN_HOURS", _parse_int(1), "24",
-     "the beat sweep deletes objects of final or unknown jobs older than this"),
-    ("cpu_queue", "AUDIO_CPU_QUEUE", _parse_str, "audio_cpu", "queue of every stage but transcription"),
-    ("transcribe_queue", "AUDIO_TRANSCRIBE_QUEUE", _parse_str, "audio_gpu", "queue of audio_transcribe"),
-    ("control_queue", "AUDIO_CONTROL_QUEUE", _parse_str, "audio_control", "queue of the reaper and sweeper"),
-    ("worker_stages", "AUDIO_WORKER_STAGES", _parse_csv, "",
-     "stages this worker runs; others go back to AUDIO_CPU_QUEUE (gpu-worker: audio_transcribe)"),
-    ("handback_seconds", "AUDIO_HANDBACK_SECONDS", _parse_int(0), "2", "delay before a handed-back stage runs"),
-    ("gpu_devices", "AUDIO_GPU_DEVICES", _parse_csv, "",
-     "GPU ids of gpu-worker, one process each; empty = CUDA_VISIBLE_DEVICES, else every GPU nvidia-smi lists"),
-    ("max_tasks_per_child", "AUDIO_WORKER_MAX_TASKS_PER_CHILD", _parse_int(0), "0",
-     "recycle a worker process after this many tasks; 0 = never"),
-    ("worker_enabled", "AUDIO_JOBS_WORKER_ENABLED", _parse_bool, "false",
-     "the API service also runs a worker for both queues (all-in-one)"),
-    ("owner_strict", "AUDIO_JOBS_OWNER_STRICT", _parse_bool, "false", "owner-aware acquisition (see README)"),
-    ("lease_seconds", "JOBS_LEASE_SECONDS", _parse_int(5), "120", "how long a running stage holds its job"),
-    ("max_retries", "AUDIO_JOBS_MAX_RETRIES", _parse_int(0), "3",
-     "retries per job (transient errors, lost workers) before it fails"),
-    ("reaper_interval", "AUDIO_REAPER_INTERVAL_SECONDS", _parse_int(1), "10",
-     "how often beat runs the reaper (expired leases, broker loss, due retries)"),
-    ("stall_seconds", "AUDIO_STALL_SECONDS", _parse_int(0), "0",
-     "a job with no lease, message or change this long gets a new dispatch (stall watchdog); 0 = JOBS_LEASE_SECONDS"),
-    ("soft_shutdown_seconds", "AUDIO_WORKER_SOFT_SHUTDOWN_SECONDS", _parse_int(0), "30",
-     "on SIGTERM a worker lets running stages finish this long, then hands them back"),
-    ("idempotency_ttl", "AUDIO_IDEMPOTENCY_TTL_SECONDS", _parse_int(1), "86400",
-     "how long an Idempotency-Key returns the same job"),
-    ("stage_time_limit", "AUDIO_STAGE_TIME_LIMIT", _parse_int(10), "900", "hard limit (s) of a CPU stage"),
-    ("transcribe_time_limit", "AUDIO_TRANSCRIBE_TIME_LIMIT", _parse_int(10), "3600",
-     "hard limit (s) of audio_transcribe"),
-    ("chunk_max_chars", "AUDIO_CHUNK_MAX_CHARS", _parse_int(50), "1000", "largest chunk, in characters"),
-    ("chunk_overlap_chars", "AUDIO_CHUNK_OVERLAP_CHARS", _parse_int(0), "200",
-     "text repeated from the previous chunk, in whole sentences up to this many characters"),
-    ("subtitle_line_chars", "AUDIO_SUBTITLE_MAX_LINE_CHARS", _parse_int(10), "42", "srt/vtt: characters per line"),
-    ("subtitle_lines", "AUDIO_SUBTITLE_MAX_LINES", _parse_int(1), "2", "srt/vtt: lines per cue"),
-    ("subtitle_seconds", "AUDIO_SUBTITLE_MAX_SECONDS", _parse_int(1), "7", "srt/vtt: longest a cue stays on screen"),
-    ("analysis_default_api", "AUDIO_ANALYSIS_DEFAULT_API", _parse_str, "local",
-     "provider when api_name is absent: local, openai, anthropic or ollama"),
-    ("openai_api_key", "OPENAI_API_KEY", _parse_optional_str, "", "key of api_name openai"),
-    ("openai_base_url", "OPENAI_BASE_URL", _parse_str, "https://api.openai.com/v1",
-     "api_name openai: OpenAI or any OpenAI-compatible server (vLLM, llama.cpp, Ollama's /v1)"),
-    ("openai_model", "AUDIO_OPENAI_MODEL", _parse_str, "gpt-4o-mini", "model of api_name openai"),
-    ("anthropic_api_key", "ANTHROPIC_API_KEY", _parse_optional_str, "", "key of api_name anthropic"),
-    ("anthropic_base_url", "ANTHROPIC_BASE_URL", _parse_str, "https://api.anthropic.com",
-     "server of api_name anthropic"),
-    ("anthropic_model", "AUDIO_ANTHROPIC_MODEL", _parse_str, "claude-haiku-4-5", "model of api_name anthropic"),
-    ("ollama_base_url", "OLLAMA_BASE_URL", _parse_str, "http://127.0.0.1:11434", "server of api_name ollama"),
-    ("ollama_model", "AUDIO_OLLAMA_MODEL", _parse_str, "llama3.2", "model of api_name ollama"),
-    ("analysis_context_tokens", "AUDIO_ANALYSIS_CONTEXT_TOKENS", _parse_int(512), "8192",
-     "the LLM's context; a longer transcript is summarised map-reduce over chunks"),
-    ("analysis_timeout", "AUDIO_ANALYSIS_TIMEOUT_SECONDS", _parse_int(1), "120", "timeout of one LLM request"),
-    ("analysis_max_retries", "AUDIO_ANALYSIS_MAX_RETRIES", _parse_int(0), "3",
-     "retries of an LLM request after a rate limit, 5xx or connection error (exponential backoff)"),
-    ("analysis_cache_seconds", "AUDIO_ANALYSIS_CACHE_SECONDS", _parse_int(0), "604800",
-     "how long an analysis is reused for the same transcript, prompt and model; 0 = never"),
-    ("webhook_secret", "AUDIO_WEBHOOK_SECRET", _parse_optional_str, "",
-     "signs callbacks of users without their own secret (see Webhooks)"),
-    ("webhook_max_attempts", "AUDIO_WEBHOOK_MAX_ATTEMPTS", _parse_int(1), "6", "tries of one webhook delivery"),
-    ("webhook_backoff_seconds", "AUDIO_WEBHOOK_BACKOFF_SECONDS", _parse_int(1), "10",
-     "wait before a delivery's second try; doubles with each try after"),
-    ("webhook_timeout", "AUDIO_WEBHOOK_TIMEOUT_SECONDS", _parse_int(1), "10", "timeout of one webhook request"),
-    ("download_timeout", "AUDIO_DOWNLOAD_TIMEOUT", _parse_int(1), "30", "socket timeout (s) of a URL download"),
-    ("ffmpeg_binary", "AUDIO_FFMPEG", _parse_optional_str, "", "ffmpeg to use; empty = PATH, then imageio-ffmpeg"),
-    ("server_url", "AUDIOJOBS_SERVER", _parse_str, "",
-     "API the CLI client talks to; empty = http://AUDIOJOBS_HOST:AUDIOJOBS_PORT"),
-    ("api_host", "AUDIOJOBS_HOST", _parse_str, "127.0.0.1", "where scripts/run-local binds the API"),
-    ("api_port", "AUDIOJOBS_PORT", _parse_int(1), "8000", "API port"),
-    ("api_workers", "AUDIOJOBS_API_WORKERS", _parse_int(1), "2", "gunicorn worker processes"),
-    ("worker_concurrency", "AUDIOJOBS_WORKER_CONCURRENCY", _parse_int(1), "2", "processes of a local worker"),
-    ("flower_address", "FLOWER_ADDRESS", _parse_str, "127.0.0.1", "where Flower listens (0.0.0.0 in containers)"),
-    ("flower_port", "FLOWER_PORT", _parse_int(1), "5555", "Flower's port"),
-    ("flower_url_prefix", "FLOWER_URL_PREFIX", _parse_str, "", "Flower behind a reverse proxy at /PREFIX"),
-    ("flower_basic_auth", "FLOWER_BASIC_AUTH", _parse_optional_str, "",
-     "user:password for Flower; empty = the one in var/flower_auth"),
-    ("log_format", "AUDIOJOBS_LOG_FORMAT", _parse_choice("json", "text"), "json",
-     "log lines as JSON objects (with job_id and request_id) or plain text"),
-    ("log_level", "AUDIOJOBS_LOG_LEVEL", _parse_choice("debug", "info", "warning", "error"), "info", "log level"),
-)
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """How one setting is read: the field it fills, its environment name, parser, default, meaning."""
+
+    attr: str
+    env: str
+    parse: Callable[[str, str], Any]
+    default: str
+    comment: str
+
+
+def setting(env: str, parse: Callable[[str, str], Any], default: str, comment: str) -> Any:
+    """Declare a Settings field read from ``env`` (the field stays required: ``from_env`` fills it)."""
+    return dataclasses.field(metadata={"env": env, "parse": parse, "default": default, "comment": comment})
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    var_dir: str
-    database_url: str | None
-    redis_url: str | None
-    embedded_redis_port: int
-    api_key: str | None
-    auth_mode: str
-    single_user_id: str
-    single_user_tier: str
-    jwt_secret: str | None
-    jwt_access_minutes: int
-    jwt_refresh_days: int
-    default_tier: str
-    tier_limits_json: str | None
-    max_queued_per_user: int
-    quota_reset_cron: str
-    strict_queue_depth: int
-    local_roots: tuple[str, ...]
-    url_allow_hosts: tuple[str, ...]
-    url_deny_hosts: tuple[str, ...]
-    url_allow_ports: tuple[int, ...]
-    max_duration: int
-    download_max_seconds: int
-    sync_timeout: int
-    events_max_seconds: int
-    max_request_bytes: int
-    work_dir: str | None
-    default_model: str
-    allowed_models: tuple[str, ...]
-    whisper_backend: str
-    model_dir: str | None
-    whisper_device: str
-    whisper_compute_type: str
-    whisper_cpu_threads: int
-    whisper_batch_size: int
-    whisper_batch_min_seconds: int
-    storage_url: str | None
-    s3_endpoint_url: str | None
-    scratch_dir: str
-    storage_orphan_hours: int
-    cpu_queue: str
-    transcribe_queue: str
-    control_queue: str
-    worker_stages: tuple[str, ...]
-    handback_seconds: int
-    gpu_devices: tuple[str, ...]
-    max_tasks_per_child: int
-    worker_enabled: bool
-    owner_strict: bool
-    lease_seconds: int
-    max_retries: int
-    reaper_interval: int
-    stall_seconds: int
-    soft_shutdown_seconds: int
-    idempotency_ttl: int
-    stage_time_limit: int
-    transcribe_time_limit: int
-    chunk_max_chars: int
-    chunk_overlap_chars: int
-    subtitle_line_chars: int
-    subtitle_lines: int
-    subtitle_seconds: int
-    analysis_default_api: str
-    openai_api_key: str | None
-    openai_base_url: str
-    openai_model: str
-    anthropic_api_key: str | None
-    anthropic_base_url: str
-    anthropic_model: str
-    ollama_base_url: str
-    ollama_model: str
-    analysis_context_tokens: int
-    analysis_timeout: int
-    analysis_max_retries: int
-    analysis_cache_seconds: int
-    webhook_secret: str | None
-    webhook_max_attempts: int
-    webhook_backoff_seconds: int
-    webhook_timeout: int
-    download_timeout: int
-    ffmpeg_binary: str | None
-    server_url: str
-    api_host: str
-    api_port: int
-    api_workers: int
-    worker_concurrency: int
-    flower_address: str
-    flower_port: int
-    flower_url_prefix: str
-    flower_basic_auth: str | None
-    log_format: str
-    log_level: str
+    """Every setting of audiojobs, one field each: its type, environment name, parser, default (as
+    the environment would spell it) and meaning. README.rst's table is made from these."""
+
+    var_dir: str = setting("AUDIOJOBS_VAR_DIR", _parse_str, "var", "state directory: SQLite file, keys, Redis data")
+    database_url: str | None = setting("DATABASE_URL", _parse_optional_str, "",
+                                       "SQLAlchemy URL; empty = SQLite file in var/")
+    redis_url: str | None = setting(
+        "REDIS_URL", _parse_optional_str, "",
+        "broker and counters; empty = the Redis `audiojobs up` starts (its URL kept in var/redis)")
+    embedded_redis_port: int = setting("AUDIOJOBS_EMBEDDED_REDIS_PORT", _parse_int(0), "0",
+                                       "port of the embedded Redis; 0 = pick a free one")
+    api_key: str | None = setting("AUDIOJOBS_API_KEY", _parse_optional_str, "",
+                                  "single-user key; empty = the one in var/api_key")
+    auth_mode: str = setting("AUTH_MODE", _parse_choice("single_user", "multi_user"), "single_user",
+                             "who may call the API")
+    single_user_id: str = setting("AUDIOJOBS_SINGLE_USER_ID", _parse_str, "1", "owner_user_id of the single user")
+    single_user_tier: str = setting("AUDIOJOBS_SINGLE_USER_TIER", _parse_str, "premium", "tier of the single user")
+    jwt_secret: str | None = setting("AUDIOJOBS_JWT_SECRET", _parse_optional_str, "",
+                                     "signs JWTs in multi_user mode; empty = the one in var/jwt_secret")
+    jwt_access_minutes: int = setting("AUDIOJOBS_JWT_ACCESS_MINUTES", _parse_int(1), "15", "access token lifetime")
+    jwt_refresh_days: int = setting("AUDIOJOBS_JWT_REFRESH_DAYS", _parse_int(1), "30", "refresh token lifetime")
+    default_tier: str = setting("AUDIOJOBS_DEFAULT_TIER", _parse_str, "free", "tier of a new user")
+    tier_limits_json: str | None = setting(
+        "AUDIO_TIER_LIMITS_JSON", _parse_optional_str, "",
+        "JSON overriding or adding tiers: {name: {daily_minutes, concurrent_jobs, max_file_mb}}")
+    max_queued_per_user: int = setting("AUDIO_MAX_QUEUED_PER_USER", _parse_int(1), "100",
+                                       "queued jobs a user may have before submit answers 429")
+    quota_reset_cron: str = setting("AUDIO_QUOTA_RESET_CRON", _parse_str, "0 0 * * *",
+                                    "when beat resets and reconciles quotas (cron, UTC)")
+    strict_queue_depth: int = setting("AUDIO_STRICT_QUEUE_DEPTH", _parse_int(1), "2",
+                                      "with AUDIO_JOBS_OWNER_STRICT: admitted jobs that may wait unstarted")
+    local_roots: tuple[str, ...] = setting("AUDIO_LOCAL_ROOTS", _parse_paths, "",
+                                           "dirs local_path may point into (':'-separated)")
+    url_allow_hosts: tuple[str, ...] = setting(
+        "AUDIO_URL_ALLOW_HOSTS", _parse_csv, "",
+        "host or host:port entries exempt from the address rule of the URL guard (see Security)")
+    url_deny_hosts: tuple[str, ...] = setting("AUDIO_URL_DENY_HOSTS", _parse_csv, "",
+                                              "host or host:port entries the URL guard refuses")
+    url_allow_ports: tuple[int, ...] = setting("AUDIO_URL_ALLOW_PORTS", _parse_ports, "80,443", "ports a URL may use")
+    max_duration: int = setting("AUDIO_MAX_DURATION_SECONDS", _parse_int(1), "14400", "longest media a job may have")
+    download_max_seconds: int = setting("AUDIO_DOWNLOAD_MAX_SECONDS", _parse_int(1), "900",
+                                        "longest a URL download may take in all")
+    sync_timeout: int = setting(
+        "AUDIO_SYNC_TIMEOUT_SECONDS", _parse_int(0), "120",
+        "POST /audio/transcriptions waits this long, then answers 202 with the job (0: at once)")
+    events_max_seconds: int = setting("AUDIO_EVENTS_MAX_SECONDS", _parse_int(1), "600",
+                                      "longest a GET /jobs/{id}/events stream stays open (it holds an API worker)")
+    max_request_bytes: int = setting("AUDIO_MAX_REQUEST_BYTES", _parse_int(1024), "1048576",
+                                     "largest request body the API reads (413 above)")
+    work_dir: str | None = setting("AUDIO_WORK_DIR", _parse_optional_str, "",
+                                   "the file store's objects and the default scratch directory; empty = var/work")
+    default_model: str = setting("AUDIO_DEFAULT_MODEL", _parse_str, "tiny.en", "what model 'whisper-1' means")
+    allowed_models: tuple[str, ...] = setting("AUDIO_ALLOWED_MODELS", _parse_csv, DEFAULT_MODEL_NAMES,
+                                              "model names a submit may ask for")
+    whisper_backend: str = setting("AUDIO_WHISPER_BACKEND", _parse_choice("faster-whisper", "openai-whisper"),
+                                   "faster-whisper",
+                                   "backend of a model name without a 'backend:' prefix")
+    model_dir: str | None = setting("AUDIO_MODEL_DIR", _parse_optional_str, "",
+                                    "downloaded and converted weights (openai-whisper NAME.pt); empty = var/models")
+    whisper_device: str = setting("AUDIO_WHISPER_DEVICE", _parse_choice("auto", "cpu", "cuda"), "auto",
+                                  "where models run")
+    whisper_compute_type: str = setting("AUDIO_WHISPER_COMPUTE_TYPE", _parse_str, "default",
+                                        "CTranslate2 compute type; default = int8 on CPU, float16 on CUDA")
+    whisper_cpu_threads: int = setting("AUDIO_WHISPER_CPU_THREADS", _parse_int(0), "0",
+                                       "threads per model; 0 = library default")
+    whisper_batch_size: int = setting(
+        "AUDIO_WHISPER_BATCH_SIZE", _parse_int(0), "3",
+        "faster-whisper: windows of speech decoded together for long audio (~60 MB each on CPU; GPUs: 16); 0 = off")
+    whisper_batch_min_seconds: int = setting(
+        "AUDIO_WHISPER_BATCH_MIN_SECONDS", _parse_int(0), "60",
+        "audio at least this long is decoded in batches; shorter audio window by window")
+    storage_url: str | None = setting(
+        "AUDIO_STORAGE_URL", _parse_optional_str, "",
+        "object store for artifacts between stages: file:///DIR or s3://BUCKET/PREFIX; empty = AUDIO_WORK_DIR")
+    s3_endpoint_url: str | None = setting("AUDIO_S3_ENDPOINT_URL", _parse_optional_str, "",
+                                          "S3 API endpoint of an s3:// store (MinIO, rclone, Ceph …); empty = AWS")
+    scratch_dir: str = setting(
+        "AUDIO_SCRATCH_DIR", _parse_str, "",
+        "this host's private copies of artifacts a stage reads or writes; empty = AUDIO_WORK_DIR/scratch")
+    storage_orphan_hours: int = setting("AUDIO_STORAGE_ORPHAN_HOURS", _parse_int(1), "24",
+                                        "the beat sweep deletes objects of final or unknown jobs older than this")
+    cpu_queue: str = setting("AUDIO_CPU_QUEUE", _parse_str, "audio_cpu", "queue of every stage but transcription")
+    transcribe_queue: str = setting("AUDIO_TRANSCRIBE_QUEUE", _parse_str, "audio_gpu", "queue of audio_transcribe")
+    control_queue: str = setting("AUDIO_CONTROL_QUEUE", _parse_str, "audio_control", "queue of the reaper and sweeper")
+    worker_stages: tuple[str, ...] = setting(
+        "AUDIO_WORKER_STAGES", _parse_csv, "",
+        "stages this worker runs; others go back to AUDIO_CPU_QUEUE (gpu-worker: audio_transcribe)")
+    handback_seconds: int = setting("AUDIO_HANDBACK_SECONDS", _parse_int(0), "2",
+                                    "delay before a handed-back stage runs")
+    gpu_devices: tuple[str, ...] = setting(
+        "AUDIO_GPU_DEVICES", _parse_csv, "",
+        "GPU ids of gpu-worker, one process each; empty = CUDA_VISIBLE_DEVICES, else every GPU nvidia-smi lists")
+    max_tasks_per_child: int = setting("AUDIO_WORKER_MAX_TASKS_PER_CHILD", _parse_int(0), "0",
+                                       "recycle a worker process after this many tasks; 0 = never")
+    worker_enabled: bool = setting("AUDIO_JOBS_WORKER_ENABLED", _parse_bool, "false",
+                                   "the API service also runs a worker for both queues (all-in-one)")
+    owner_strict: bool = setting("AUDIO_JOBS_OWNER_STRICT", _parse_bool, "false",
+                                 "owner-aware acquisition (see README)")
+    lease_seconds: int = setting("JOBS_LEASE_SECONDS", _parse_int(5), "120", "how long a running stage holds its job")
+    max_retries: int = setting("AUDIO_JOBS_MAX_RETRIES", _parse_int(0), "3",
+                               "retries per job (transient errors, lost workers) before it fails")
+    reaper_interval: int = setting("AUDIO_REAPER_INTERVAL_SECONDS", _parse_int(1), "10",
+                                   "how often beat runs the reaper (expired leases, broker loss, due retries)")
+    stall_seconds: int = setting(
+        "AUDIO_STALL_SECONDS", _parse_int(0), "0",
+        "a job with no lease, message or change this long gets a new dispatch (stall watchdog); 0 = JOBS_LEASE_SECONDS")
+    soft_shutdown_seconds: int = setting(
+        "AUDIO_WORKER_SOFT_SHUTDOWN_SECONDS", _parse_int(0), "30",
+        "on SIGTERM a worker lets running stages finish this long, then hands them back")
+    idempotency_ttl: int = setting("AUDIO_IDEMPOTENCY_TTL_SECONDS", _parse_int(1), "86400",
+                                   "how long an Idempotency-Key returns the same job")
+    stage_time_limit: int = setting("AUDIO_STAGE_TIME_LIMIT", _parse_int(10), "900", "hard limit (s) of a CPU stage")
+    transcribe_time_limit: int = setting("AUDIO_TRANSCRIBE_TIME_LIMIT", _parse_int(10), "3600",
+                                         "hard limit (s) of audio_transcribe")
+    chunk_max_chars: int = setting("AUDIO_CHUNK_MAX_CHARS", _parse_int(50), "1000", "largest chunk, in characters")
+    chunk_overlap_chars: int = setting(
+        "AUDIO_CHUNK_OVERLAP_CHARS", _parse_int(0), "200",
+        "text repeated from the previous chunk, in whole sentences up to this many characters")
+    subtitle_line_chars: int = setting("AUDIO_SUBTITLE_MAX_LINE_CHARS", _parse_int(10), "42",
+                                       "srt/vtt: characters per line")
+    subtitle_lines: int = setting("AUDIO_SUBTITLE_MAX_LINES", _parse_int(1), "2", "srt/vtt: lines per cue")
+    subtitle_seconds: int = setting("AUDIO_SUBTITLE_MAX_SECONDS", _parse_int(1), "7",
+                                    "srt/vtt: longest a cue stays on screen")
+    analysis_default_api: str = setting("AUDIO_ANALYSIS_DEFAULT_API", _parse_str, "local",
+                                        "provider when api_name is absent: local, openai, anthropic or ollama")
+    openai_api_key: str | None = setting("OPENAI_API_KEY", _parse_optional_str, "", "key of api_name openai")
+    openai_base_url: str = setting(
+        "OPENAI_BASE_URL", _parse_str, "https://api.openai.com/v1",
+        "api_name openai: OpenAI or any OpenAI-compatible server (vLLM, llama.cpp, Ollama's /v1)")
+    openai_model: str = setting("AUDIO_OPENAI_MODEL", _parse_str, "gpt-4o-mini", "model of api_name openai")
+    anthropic_api_key: str | None = setting("ANTHROPIC_API_KEY", _parse_optional_str, "", "key of api_name anthropic")
+    anthropic_base_url: str = setting("ANTHROPIC_BASE_URL", _parse_str, "https://api.anthropic.com",
+                                      "server of api_name anthropic")
+    anthropic_model: str = setting("AUDIO_ANTHROPIC_MODEL", _parse_str, "claude-haiku-4-5",
+                                   "model of api_name anthropic")
+    ollama_base_url: str = setting("OLLAMA_BASE_URL", _parse_str, "http://127.0.0.1:11434", "server of api_name ollama")
+    ollama_model: str = setting("AUDIO_OLLAMA_MODEL", _parse_str, "llama3.2", "model of api_name ollama")
+    analysis_context_tokens: int = setting(
+        "AUDIO_ANALYSIS_CONTEXT_TOKENS", _parse_int(512), "8192",
+        "the LLM's context; a longer transcript is summarised map-reduce over chunks")
+    analysis_timeout: int = setting("AUDIO_ANALYSIS_TIMEOUT_SECONDS", _parse_int(1), "120",
+                                    "timeout of one LLM request")
+    analysis_max_retries: int = setting(
+        "AUDIO_ANALYSIS_MAX_RETRIES", _parse_int(0), "3",
+        "retries of an LLM request after a rate limit, 5xx or connection error (exponential backoff)")
+    analysis_cache_seconds: int = setting(
+        "AUDIO_ANALYSIS_CACHE_SECONDS", _parse_int(0), "604800",
+        "how long an analysis is reused for the same transcript, prompt and model; 0 = never")
+    webhook_secret: str | None = setting("AUDIO_WEBHOOK_SECRET", _parse_optional_str, "",
+                                         "signs callbacks of users without their own secret (see Webhooks)")
+    webhook_max_attempts: int = setting("AUDIO_WEBHOOK_MAX_ATTEMPTS", _parse_int(1), "6",
+                                        "tries of one webhook delivery")
+    webhook_backoff_seconds: int = setting("AUDIO_WEBHOOK_BACKOFF_SECONDS", _parse_int(1), "10",
+                                           "wait before a delivery's second try; doubles with each try after")
+    webhook_timeout: int = setting("AUDIO_WEBHOOK_TIMEOUT_SECONDS", _parse_int(1), "10",
+                                   "timeout of one webhook request")
+    download_timeout: int = setting("AUDIO_DOWNLOAD_TIMEOUT", _parse_int(1), "30",
+                                    "socket timeout (s) of a URL download")
+    ffmpeg_binary: str | None = setting("AUDIO_FFMPEG", _parse_optional_str, "",
+                                        "ffmpeg to use; empty = PATH, then imageio-ffmpeg")
+    server_url: str = setting("AUDIOJOBS_SERVER", _parse_str, "",
+                              "API the CLI client talks to; empty = http://AUDIOJOBS_HOST:AUDIOJOBS_PORT")
+    api_host: str = setting("AUDIOJOBS_HOST", _parse_str, "127.0.0.1", "where scripts/run-local binds the API")
+    api_port: int = setting("AUDIOJOBS_PORT", _parse_int(1), "8000", "API port")
+    api_workers: int = setting("AUDIOJOBS_API_WORKERS", _parse_int(1), "2", "gunicorn worker processes")
+    worker_concurrency: int = setting("AUDIOJOBS_WORKER_CONCURRENCY", _parse_int(1), "2", "processes of a local worker")
+    flower_address: str = setting("FLOWER_ADDRESS", _parse_str, "127.0.0.1",
+                                  "where Flower listens (0.0.0.0 in containers)")
+    flower_port: int = setting("FLOWER_PORT", _parse_int(1), "5555", "Flower's port")
+    flower_url_prefix: str = setting("FLOWER_URL_PREFIX", _parse_str, "", "Flower behind a reverse proxy at /PREFIX")
+    flower_basic_auth: str | None = setting("FLOWER_BASIC_AUTH", _parse_optional_str, "",
+                                            "user:password for Flower; empty = the one in var/flower_auth")
+    log_format: str = setting("AUDIOJOBS_LOG_FORMAT", _parse_choice("json", "text"), "json",
+                              "log lines as JSON objects (with job_id and request_id) or plain text")
+    log_level: str = setting("AUDIOJOBS_LOG_LEVEL", _parse_choice("debug", "info", "warning", "error"), "info",
+                             "log level")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Build settings from ``environ`` (default: the process environment) plus overrides."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-        for attr, env_name, parse, default, _comment in _SPECS:
-            values[attr] = parse(env_name, env.get(env_name, default))
+        for spec in _specs():
+            values[spec.attr] = spec.parse(spec.env, env.get(spec.env, spec.default))
         values.update(overrides)
         settings = cls(**values)
         settings.validate()
@@ -374,9 +337,15 @@ class Settings:
         return frozenset({"whisper-1", *self.allowed_models})
 
 
+@lru_cache(maxsize=1)
+def _specs() -> tuple[Spec, ...]:
+    return tuple(Spec(f.name, f.metadata["env"], f.metadata["parse"], f.metadata["default"], f.metadata["comment"])
+                 for f in dataclasses.fields(Settings))
+
+
 def setting_table() -> list[tuple[str, str, str]]:
     """(environment name, default, comment) of every setting, for README and ``audiojobs config``."""
-    return [(env_name, default, comment) for _a, env_name, _p, default, comment in _SPECS]
+    return [(spec.env, spec.default, spec.comment) for spec in _specs()]
 
 
 def environ_with(overrides: Mapping[str, str]) -> dict[str, str]:

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from audiojobs.analysis.cache import analyze_cached
 from audiojobs.analysis.registry import get_provider
+from audiojobs.analysis.states import AnalysisStatus, moved
 from audiojobs.config import Settings
 from audiojobs.db import session_scope, utcnow
 from audiojobs.errors import AnalysisFailed, Conflict
@@ -38,7 +39,7 @@ def request_rerun(session: Session, job: Job, api_name: str, prompt: str | None)
     row.provider = api_name
     row.model = None
     row.prompt = prompt
-    row.status = "pending"
+    row.status = moved(row.status, AnalysisStatus.PENDING) if row.status else AnalysisStatus.PENDING.value
     row.run = (row.run or 0) + 1
     row.error_code = row.error_message = None
     row.dispatched_at = row.updated_at = utcnow()
@@ -75,7 +76,7 @@ def overdue_after(settings: Settings) -> float:
 def redispatch_lost(settings: Settings, celery: Any) -> int:
     cutoff = utcnow() - dt.timedelta(seconds=overdue_after(settings))
     with session_scope(settings.effective_database_url) as session:
-        rows = list(session.scalars(sa.select(Analysis).where(Analysis.status == "pending",
+        rows = list(session.scalars(sa.select(Analysis).where(Analysis.status == AnalysisStatus.PENDING.value,
                                                               Analysis.dispatched_at < cutoff).limit(50)))
         runs = [(row.job_id, row.run) for row in rows]
         for row in rows:
@@ -90,7 +91,7 @@ def run_rerun(settings: Settings, job_id: int, run: int) -> str | None:
     """Analyse the stored transcript for ``run``; the analysis status afterwards (None: fenced out)."""
     with session_scope(settings.effective_database_url) as session:
         row = session.scalar(sa.select(Analysis).where(Analysis.job_id == job_id))
-        if row is None or row.run != run or row.status != "pending":
+        if row is None or row.run != run or row.status != AnalysisStatus.PENDING.value:
             return None
         text = session.scalar(sa.select(Transcript.text).where(Transcript.job_id == job_id))
         api_name, prompt = row.provider, row.prompt
@@ -104,14 +105,15 @@ def run_rerun(settings: Settings, job_id: int, run: int) -> str | None:
         result, error = None, exc
     with session_scope(settings.effective_database_url) as session:
         row = session.scalar(sa.select(Analysis).where(Analysis.job_id == job_id).with_for_update())
-        if row is None or row.run != run or row.status != "pending":
+        if row is None or row.run != run or row.status != AnalysisStatus.PENDING.value:
             return None
         row.updated_at = utcnow()
         if result is None:
             assert error is not None
-            row.status, row.error_code, row.error_message = "failed", error.code, error.message
+            row.status = moved(row.status, AnalysisStatus.FAILED)
+            row.error_code, row.error_message = error.code, error.message
         else:
-            row.status = "completed"
+            row.status = moved(row.status, AnalysisStatus.COMPLETED)
             row.model, row.summary, row.key_phrases = result.model, result.summary, list(result.key_phrases)
             row.parts, row.cached = result.parts, result.cached
         log.info("job %s: analysis run %s %s", job_id, run, row.status)

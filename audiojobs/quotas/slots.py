@@ -81,8 +81,5 @@ class Slots:
         pipe.execute()
         return drop
 
-    def clear(self, user_id: str) -> None:
-        self.client.delete(slots_key(user_id))
-
     def users_with_slots(self) -> list[str]:
         return [k.decode().rsplit(":", 1)[1] for k in self.client.scan_iter(match="audiojobs:slots:*")]

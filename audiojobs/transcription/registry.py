@@ -37,11 +37,6 @@ def parse_model(requested: str, settings: Settings) -> tuple[str, str]:
     return backend, settings.default_model if name == "whisper-1" else name
 
 
-def resolve_model_name(requested: str, settings: Settings) -> str:
-    """The concrete model name a submit's ``model`` field stands for."""
-    return parse_model(requested, settings)[1]
-
-
 def is_allowed_model(requested: str, settings: Settings) -> bool:
     prefix, sep, rest = requested.partition(":")
     name = rest if sep and prefix in BACKENDS else requested

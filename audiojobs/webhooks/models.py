@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from audiojobs.db import Base, JSONType, UTCDateTime, utcnow
+from audiojobs.webhooks.states import DeliveryStatus
 
 
 class WebhookDelivery(Base):
@@ -27,7 +28,7 @@ class WebhookDelivery(Base):
     event: Mapped[str] = mapped_column(sa.String(32), nullable=False)
     url: Mapped[str] = mapped_column(sa.Text, nullable=False)
     body: Mapped[str] = mapped_column(sa.Text, nullable=False)
-    status: Mapped[str] = mapped_column(sa.String(16), nullable=False, default="pending")
+    status: Mapped[str] = mapped_column(sa.String(16), nullable=False, default=DeliveryStatus.PENDING.value)
     attempts: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     last_status_code: Mapped[int | None] = mapped_column(sa.Integer)

@@ -33,6 +33,7 @@ from audiojobs.db import session_scope, utcnow
 from audiojobs.net.egress import EgressProxy
 from audiojobs.net.urlguard import Refused, UrlPolicy
 from audiojobs.webhooks.models import WebhookDelivery, WebhookSecret
+from audiojobs.webhooks.states import DeliveryStatus, moved
 
 if TYPE_CHECKING:
     from audiojobs.jobs.models import Job
@@ -56,7 +57,7 @@ def record_event(session: Session, job: Job) -> WebhookDelivery | None:
     if not url or event is None:
         return None
     delivery = WebhookDelivery(job_id=job.id, owner_user_id=job.owner_user_id, event=event, url=url, body="",
-                               status="pending", attempts=0, next_attempt_at=utcnow(), log=[])
+                               status=DeliveryStatus.PENDING.value, attempts=0, next_attempt_at=utcnow(), log=[])
     session.add(delivery)
     session.flush()  # the uuid and id go into the body
     delivery.body = json.dumps({
@@ -74,8 +75,8 @@ def resend(session: Session, delivery: WebhookDelivery) -> WebhookDelivery:
     """The same event sent again as a new delivery (new id, fresh tries and signature)."""
     body = json.loads(delivery.body)
     again = WebhookDelivery(job_id=delivery.job_id, owner_user_id=delivery.owner_user_id, event=delivery.event,
-                            url=delivery.url, body="", status="pending", attempts=0, next_attempt_at=utcnow(),
-                            log=[], resent_from=delivery.uuid)
+                            url=delivery.url, body="", status=DeliveryStatus.PENDING.value, attempts=0,
+                            next_attempt_at=utcnow(), log=[], resent_from=delivery.uuid)
     session.add(again)
     session.flush()
     body["delivery_id"] = again.uuid
@@ -88,7 +89,7 @@ def dispatch_due(settings: Settings, celery: Any, limit: int = 100) -> int:
     """Publish a try for every pending delivery that is due; each claimed for CLAIM_SECONDS."""
     with session_scope(settings.effective_database_url) as session:
         due = list(session.scalars(
-            sa.select(WebhookDelivery).where(WebhookDelivery.status == "pending",
+            sa.select(WebhookDelivery).where(WebhookDelivery.status == DeliveryStatus.PENDING.value,
                                              WebhookDelivery.next_attempt_at <= utcnow())
             .order_by(WebhookDelivery.next_attempt_at).limit(limit).with_for_update(skip_locked=True)))
         for delivery in due:
@@ -152,21 +153,12 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     return f"sha256={digest}"
 
 
-def verify(secret: str, timestamp: str, body: bytes, signature: str, tolerance: int = 300) -> bool:
-    """What a receiver does (used by the tests): the signature matches and the timestamp is recent."""
-    try:
-        sent = int(timestamp)
-    except ValueError:
-        return False
-    return abs(time.time() - sent) <= tolerance and hmac.compare_digest(sign(secret, sent, body), signature)
-
-
 # --- one try -------------------------------------------------------------------------------------
 def deliver(settings: Settings, delivery_id: int) -> str | None:
     """Send one try of a delivery; its status afterwards (None: nothing to send)."""
     with session_scope(settings.effective_database_url) as session:
         delivery = session.get(WebhookDelivery, delivery_id)
-        if delivery is None or delivery.status != "pending":
+        if delivery is None or delivery.status != DeliveryStatus.PENDING.value:
             return None
         secret = secret_for(session, settings, delivery.owner_user_id)
         url, body, event, uuid = delivery.url, delivery.body.encode(), delivery.event, delivery.uuid
@@ -180,7 +172,7 @@ def deliver(settings: Settings, delivery_id: int) -> str | None:
              "duration_ms": round((time.perf_counter() - started) * 1000, 1)}
     with session_scope(settings.effective_database_url) as session:
         delivery = session.get(WebhookDelivery, delivery_id, with_for_update=True)
-        if delivery is None or delivery.status != "pending":
+        if delivery is None or delivery.status != DeliveryStatus.PENDING.value:
             return None
         delivery.attempts += 1
         entry["attempt"] = delivery.attempts
@@ -188,11 +180,11 @@ def deliver(settings: Settings, delivery_id: int) -> str | None:
         delivery.last_status_code = status_code
         delivery.last_error = error
         if error is None and status_code is not None and 200 <= status_code < 300:
-            delivery.status = "delivered"
+            delivery.status = moved(delivery.status, DeliveryStatus.DELIVERED)
             delivery.delivered_at = utcnow()
             delivery.next_attempt_at = None
         elif delivery.attempts >= settings.webhook_max_attempts:
-            delivery.status = "failed"
+            delivery.status = moved(delivery.status, DeliveryStatus.FAILED)
             delivery.next_attempt_at = None
         else:
             delay = settings.webhook_backoff_seconds * 2 ** (delivery.attempts - 1)
@@ -231,7 +223,7 @@ def _post(settings: Settings, url: str, body: bytes, headers: dict[str, str]) ->
 def delivery_to_dict(delivery: WebhookDelivery) -> dict[str, Any]:
     return {"id": delivery.uuid, "event": delivery.event, "url": delivery.url, "status": delivery.status,
             "attempts": delivery.attempts, "next_attempt_at": _iso(delivery.next_attempt_at)
-            if delivery.status == "pending" else None,
+            if delivery.status == DeliveryStatus.PENDING.value else None,
             "last_status_code": delivery.last_status_code, "last_error": delivery.last_error,
             "created_at": _iso(delivery.created_at), "delivered_at": _iso(delivery.delivered_at),
             "resent_from": delivery.resent_from, "tries": delivery.log}

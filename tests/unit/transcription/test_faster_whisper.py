@@ -9,7 +9,7 @@ import pytest
 from audiojobs.config import Settings
 from audiojobs.errors import ModelUnavailable
 from audiojobs.pipeline.convert import to_wav
-from audiojobs.transcription.registry import bundled_model_path, get_backend, resolve_model_name
+from audiojobs.transcription.registry import bundled_model_path, get_backend, parse_model
 from tests.conftest import word_error_rate
 from tests.services import JFK_FLAC, JFK_TEXT
 
@@ -17,8 +17,8 @@ SETTINGS = Settings.from_env({})
 
 
 def test_whisper_1_means_the_default_model() -> None:
-    assert resolve_model_name("whisper-1", SETTINGS) == "tiny.en"
-    assert resolve_model_name("base", SETTINGS) == "base"
+    assert parse_model("whisper-1", SETTINGS)[1] == "tiny.en"
+    assert parse_model("base", SETTINGS)[1] == "base"
     assert bundled_model_path("tiny.en") is not None
     assert bundled_model_path("large-v3") is None
 
