@@ -14,6 +14,7 @@ from audiojobs.config import Settings, get_settings, set_visible_cuda_devices
 from audiojobs.db import dispose_engines
 from audiojobs.errors import ConfigError, ModelUnavailable
 from audiojobs.logs import configure as configure_logging
+from audiojobs.transcription.registry import get_backend
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +87,6 @@ def pin_gpu(devices: tuple[str, ...]) -> str:
 
 def preload_model(settings: Settings) -> None:
     """Load the default model in this pool process now, so the first job does not wait for it."""
-    # Imported here: the API imports this module (producer_app), and the transcription package
-    # stays out of the API process.
-    from audiojobs.transcription.registry import get_backend
-
     try:
         backend = get_backend("whisper-1", settings)
         log.info("model %s loaded (%s on %s)", backend.model_label, backend.name, getattr(backend, "device", "?"))

@@ -22,10 +22,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from audiojobs.config import Settings, environ_with
+from audiojobs.config import Settings, environ_with, visible_cuda_devices
 from audiojobs.embedded_redis import free_port, redis_command, wait_for_redis, write_url_file
 from audiojobs.errors import ConfigError
 from audiojobs.local_secrets import api_key_path, flower_auth_path, jwt_secret_path, read_or_create_secret
+from audiojobs.migrate import upgrade
 from audiojobs.pipeline.guard import host_identity
 
 STOP_GRACE_SECONDS = 15.0
@@ -189,8 +190,6 @@ def detect_gpus(settings: Settings, visible: str | None = None) -> tuple[str, ..
     Nothing found: no GPU (the worker runs one process on the CPU). Never initialises CUDA here."""
     import subprocess
 
-    from audiojobs.config import visible_cuda_devices
-
     if settings.gpu_devices:
         return settings.gpu_devices
     visible = visible if visible is not None else visible_cuda_devices()
@@ -263,8 +262,6 @@ def wait_for_http(url: str, timeout: float, proc: subprocess.Popen[bytes]) -> No
 
 
 def run_up(settings: Settings, repo_root: Path) -> int:
-    from audiojobs.migrate import upgrade
-
     var = settings.var_path
     var.mkdir(parents=True, exist_ok=True)
     sup = Supervisor()

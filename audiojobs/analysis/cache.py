@@ -15,6 +15,7 @@ import redis
 
 from audiojobs.analysis.interfaces import AnalysisProvider, AnalysisResult
 from audiojobs.config import Settings
+from audiojobs.redis_client import redis_client
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +31,6 @@ def analyze_cached(provider: AnalysisProvider, transcript_text: str, prompt: str
     """The provider's analysis, from the cache when the same one was made before."""
     if provider.name == "local" or settings.analysis_cache_seconds == 0 or settings.redis_url is None:
         return provider.analyze(transcript_text, prompt)
-    from audiojobs.redis_client import redis_client
-
     client = redis_client(settings)
     key = cache_key(transcript_text, prompt, provider.name, provider.model)
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from audiojobs.analysis.interfaces import AnalysisProvider
+from audiojobs.analysis.local import LocalAnalysisProvider
 from audiojobs.config import Settings
 from audiojobs.errors import AnalysisFailed
 
@@ -12,9 +13,9 @@ LLM_PROVIDERS = PROVIDER_NAMES - {"local"}
 
 def get_provider(api_name: str, settings: Settings) -> AnalysisProvider:
     if api_name == "local":
-        from audiojobs.analysis.local import LocalAnalysisProvider
-
         return LocalAnalysisProvider()
+    # The LLM clients (openai, anthropic, ollama) are imported only when one is used: the API
+    # imports this module to validate provider names.
     from audiojobs.analysis import llm
 
     if api_name == "openai":

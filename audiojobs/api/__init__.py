@@ -23,20 +23,7 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 def init_app(app: Flask) -> None:
-    from audiojobs.api import admin, quotas, webhooks
-    from audiojobs.api.accounts import accounts
-    from audiojobs.api.health import health
-    from audiojobs.api.jobs import jobs
-    from audiojobs.api.openai_compat import openai_compat
-    from audiojobs.api.openapi import docs
-
-    app.register_blueprint(jobs, url_prefix="/api/v1/audio")
-    for feature in (webhooks, quotas, admin):
-        app.register_blueprint(feature.routes, url_prefix="/api/v1/audio")
-    app.register_blueprint(openai_compat, url_prefix="/api/v1/audio")
-    app.register_blueprint(accounts, url_prefix="/api/v1/auth")
-    app.register_blueprint(health)
-    app.register_blueprint(docs)
+    """The hooks and error handlers every route shares (the routes are registered by api/app.py)."""
     app.before_request(_assign_request_id)
     app.after_request(_echo_request_id)
     app.after_request(_security_headers)

@@ -9,11 +9,14 @@ import sqlalchemy as sa
 from flask import Blueprint, Response, jsonify
 from flask.typing import ResponseReturnValue
 
+from audiojobs import metrics as m
 from audiojobs.api import responses as R
 from audiojobs.api.auth import admin_required, current_settings
 from audiojobs.api.openapi import operation
 from audiojobs.db import session_scope
 from audiojobs.errors import ConfigError, StorageMisconfigured, StorageUnavailable
+from audiojobs.jobs import queries
+from audiojobs.redis_client import redis_client
 from audiojobs.storage import open_store
 
 log = logging.getLogger(__name__)
@@ -30,8 +33,6 @@ def healthz() -> ResponseReturnValue:
 @operation("Readiness: the database, Redis and the object store answer",
            responses={200: R.Readiness, 503: R.Readiness}, auth=False, tag="health")
 def readyz() -> ResponseReturnValue:
-    from audiojobs.redis_client import redis_client
-
     settings = current_settings()
     checks: dict[str, str] = {}
     try:
@@ -65,10 +66,6 @@ def readyz() -> ResponseReturnValue:
 @operation("Prometheus metrics (admin): jobs by status, stage durations, queue depth, quota refusals, "
            "transcription real-time factor", responses={200: None}, errors=(403,), tag="health")
 def metrics() -> ResponseReturnValue:
-    from audiojobs import metrics as m
-    from audiojobs.jobs import queries
-    from audiojobs.redis_client import redis_client
-
     settings = current_settings()
     with session_scope(settings.effective_database_url) as session:
         counts = queries.count_by_status(session, owner_user_id=None)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from audiojobs.config import Settings
+from audiojobs.errors import ConfigError
 
 MAX_URL_LENGTH = 2048
 SCHEMES = {"http": 80, "https": 443}
@@ -66,8 +67,6 @@ class Target:
 
 
 def _parse_entries(entries: Iterable[str], setting: str) -> frozenset[tuple[str, int | None]]:
-    from audiojobs.errors import ConfigError
-
     parsed: set[tuple[str, int | None]] = set()
     for entry in entries:
         try:

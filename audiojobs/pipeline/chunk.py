@@ -19,6 +19,7 @@ from typing import Any
 from audiojobs.errors import StageError
 from audiojobs.pipeline.context import CHUNKS_NAME, TRANSCRIPT_NAME, Outcome, StageContext
 from audiojobs.text import split_sentences
+from audiojobs.transcription.registry import bundled_model_path
 
 SENTENCE_ENDINGS = (".", "!", "?", "…", '."', '?"', '!"')
 
@@ -145,8 +146,6 @@ def words_from_segments(segments: list[dict[str, Any]]) -> list[Span]:
 def token_counter() -> Callable[[str], int]:
     """Whisper's own tokenizer (the tokenizer.json shipped beside the bundled model), as a counter."""
     from tokenizers import Tokenizer
-
-    from audiojobs.transcription.registry import bundled_model_path
 
     model_dir = bundled_model_path("tiny.en")
     if model_dir is None:

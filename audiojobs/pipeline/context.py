@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from audiojobs.config import Settings
+from audiojobs.db import session_scope
 from audiojobs.errors import ArtifactMissing
+from audiojobs.jobs import service
 from audiojobs.jobs.attempts import Attempt
 from audiojobs.pipeline.guard import AttemptGuard
 from audiojobs.storage import SOURCE_STEM, ArtifactStore, artifact_key, job_prefix, job_scratch_dir, open_store
@@ -75,9 +77,6 @@ class StageContext:
         if not force and now - self._last_report[0] < 1.0:
             return
         self._last_report[0] = now
-        from audiojobs.db import session_scope
-        from audiojobs.jobs import service
-
         with session_scope(self.settings.effective_database_url) as session:
             service.set_progress(session, self.attempt, progress)
 

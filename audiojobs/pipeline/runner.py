@@ -23,7 +23,7 @@ import sqlalchemy.exc
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 
 from audiojobs import metrics
-from audiojobs.celery_app import AudioJobsTask, app_settings
+from audiojobs.celery_app import AudioJobsTask, app_settings, celery
 from audiojobs.config import Settings
 from audiojobs.db import session_scope
 from audiojobs.errors import AudioJobsError, StorageUnavailable
@@ -209,8 +209,6 @@ def publish_dispatch(settings: Settings, celery: Any, dispatch: Dispatch) -> Non
 
 
 def admit_quietly(settings: Settings) -> None:
-    from audiojobs.celery_app import celery
-
     try:
         admission.admit(settings, celery)
     except Exception as exc:  # noqa: BLE001 - admission is retried by every reaper pass

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from audiojobs.config import Settings
 from audiojobs.errors import AudioJobsError, ConfigError
+from audiojobs.storage.filestore import FileStore
 from audiojobs.storage.interfaces import ArtifactStore
 
 log = logging.getLogger(__name__)
@@ -64,8 +65,6 @@ def open_store(settings: Settings) -> ArtifactStore:
 @lru_cache(maxsize=8)
 def _open(url: str, endpoint: str | None) -> ArtifactStore:
     if url.startswith("file://"):
-        from audiojobs.storage.filestore import FileStore
-
         return FileStore.from_url(url)
     if url.startswith("s3://"):
         # boto3 is imported only here: the API process pays for it only when it uses S3.

@@ -84,6 +84,7 @@ def openai_checkpoint(name: str, settings: Settings) -> str:
 def _load(backend: str, name: str, settings: Settings) -> TranscriptionBackend:
     label = name
     try:
+        # Each backend (torch, CTranslate2) is imported only when a model of it is loaded.
         if backend == "openai-whisper":
             from audiojobs.transcription.openai_whisper_backend import OpenAIWhisperBackend
 
