@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 from audiojobs import metrics
@@ -11,12 +12,17 @@ from audiojobs.redis_client import redis_client
 from audiojobs.transcription.interfaces import TranscribeOptions
 from audiojobs.transcription.registry import get_backend
 
+log = logging.getLogger(__name__)
+
 
 def run(ctx: StageContext) -> Outcome:
     wav = ctx.fetch(WAV_NAME)  # from the store, unless this host has the copy audio_convert made
     backend = get_backend(ctx.payload.get("model", "whisper-1"), ctx.settings)
     started = time.perf_counter()
     duration = wav_duration(wav)
+    batched = bool(getattr(backend, "uses_batches", lambda _path: False)(str(wav)))
+    log.info("job %s: %.1f s of audio, %s", ctx.job_id, duration,
+             "decoded in batches of windows" if batched else "decoded window by window")
 
     def on_segment(end: float) -> None:
         ctx.check_stopped()  # stop at once if the job was cancelled or taken over

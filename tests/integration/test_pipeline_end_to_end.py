@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import AUTH, wait_for_job, word_error_rate
 from tests.integration.conftest import Stack
-from tests.media import corrupt_file, jfk_repeated
+from tests.media import corrupt_file, jfk_repeated, varied_speech
 from tests.services import JFK_FLAC, JFK_TEXT, MediaServer
 
 pytestmark = pytest.mark.integration
@@ -25,6 +25,27 @@ def submit(stack: Stack, **body: object) -> int:
     resp = stack.client.post(SUBMIT, json=body, headers=AUTH)
     assert resp.status_code == 202, resp.get_json()
     return int(resp.get_json()["id"])
+
+
+def test_the_default_batched_decoding_path_end_to_end(bare_stack: Stack) -> None:
+    """First in this module, before the ``stack`` fixture's worker exists to take the job. The
+    stack's other tests decode window by window (their long clips must still be running when
+    they cancel or kill); a worker on the defaults decodes a clip of a minute or more in batches."""
+    clip = varied_speech(bare_stack.media_root / "minute.flac", 66)
+    worker = bare_stack.start_worker(env={"AUDIO_WHISPER_BATCH_SIZE": "3", "AUDIO_WHISPER_BATCH_MIN_SECONDS": "60"})
+    try:
+        job = wait_for_job(bare_stack.client, submit(bare_stack, local_path=str(clip)), timeout=300)
+    finally:
+        worker.stop()
+    assert job["status"] == "completed", job
+    assert job["media_duration_seconds"] == pytest.approx(66, abs=1)
+    assert "decoded in batches of windows" in worker.log()
+    result = bare_stack.client.get(f"/api/v1/audio/jobs/{job['id']}/result", headers=AUTH).get_json()
+    text = result["text"].lower()
+    assert text.count("country") >= 8, text  # jfk.flac's sentence (two "country") about six times
+    starts = [seg["start"] for seg in result["segments"]]
+    assert starts == sorted(starts) and result["segments"][-1]["end"] <= 66.5  # times mapped back to the file
+    assert bare_stack.leftovers(job["id"]) == []
 
 
 def test_jfk_with_chunks_and_analysis(stack: Stack) -> None:
