@@ -71,24 +71,30 @@ def _answers(url: str) -> bool:
         return False
 
 
+def url_file(var_dir: Path) -> Path:
+    """Where the URL of the embedded Redis of ``var_dir`` is kept while it runs."""
+    return var_dir / "redis" / "redis.url"
+
+
 def ensure_embedded_redis(settings: Settings) -> Settings:
     """Settings with ``redis_url`` pointing at a running embedded Redis, started if need be."""
     data_dir = settings.var_path / "redis"
-    url_file = data_dir / "redis.url"
-    if url_file.is_file():
-        url = url_file.read_text().strip()
+    kept = url_file(settings.var_path)
+    if kept.is_file():
+        url = kept.read_text().strip()
         if url and _answers(url):
             return dataclasses.replace(settings, redis_url=url)
     port = settings.embedded_redis_port or free_port()
     subprocess.run(redis_command(data_dir, port, daemonize=True), check=True)
     url = f"redis://127.0.0.1:{port}/0"
     wait_for_redis(url)
-    write_url_file(data_dir, url)
+    write_url_file(settings.var_path, url)
     return dataclasses.replace(settings, redis_url=url)
 
 
-def write_url_file(data_dir: Path, url: str) -> None:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    tmp = data_dir / f".redis.url.{os.getpid()}"
+def write_url_file(var_dir: Path, url: str) -> None:
+    target = url_file(var_dir)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}")
     tmp.write_text(url + "\n")
-    tmp.replace(data_dir / "redis.url")
+    tmp.replace(target)

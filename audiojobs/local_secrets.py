@@ -8,6 +8,8 @@ import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from audiojobs.embedded_redis import url_file
+
 if TYPE_CHECKING:
     from audiojobs.config import Settings
 
@@ -55,11 +57,6 @@ def jwt_secret_path(var_dir: Path) -> Path:
     return var_dir / "jwt_secret"
 
 
-def redis_url_path(var_dir: Path) -> Path:
-    """Where ``audiojobs up`` writes the URL of the Redis it started."""
-    return var_dir / "redis" / "redis.url"
-
-
 def with_local_secrets(settings: Settings) -> Settings:
     """``settings`` with what ``audiojobs up`` keeps in ``var/`` filled in where the environment left
     it empty: the API key, the JWT secret and the embedded Redis's URL. Reads only; creates nothing.
@@ -69,4 +66,4 @@ def with_local_secrets(settings: Settings) -> Settings:
         settings,
         api_key=settings.api_key or read_secret(api_key_path(var)),
         jwt_secret=settings.jwt_secret or read_secret(jwt_secret_path(var)),
-        redis_url=settings.redis_url or read_secret(redis_url_path(var)))
+        redis_url=settings.redis_url or read_secret(url_file(var)))

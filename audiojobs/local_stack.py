@@ -276,7 +276,7 @@ def run_up(settings: Settings, repo_root: Path) -> int:
             redis_url, redis_note = f"redis://127.0.0.1:{port}/0", "embedded, data in var/redis"
         wait_for_redis(redis_url)
         if not settings.redis_url:
-            write_url_file(var / "redis", redis_url)
+            write_url_file(var, redis_url)
         env["REDIS_URL"] = redis_url
 
         api_key = settings.api_key or read_or_create_secret(api_key_path(var))

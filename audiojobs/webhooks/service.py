@@ -111,23 +111,20 @@ def dispatch_quietly(settings: Settings, celery: Any) -> None:
 # --- secrets and signatures --------------------------------------------------------------------
 def user_secret(session: Session, owner_user_id: str, rotate: bool = False) -> str:
     """The user's own signing secret, made on first use (or replaced when ``rotate``)."""
+    return user_secret_row(session, owner_user_id, rotate=rotate)[0]
+
+
+def user_secret_row(session: Session, owner_user_id: str, rotate: bool = False) -> tuple[str, dt.datetime]:
+    """The user's own signing secret (made on first use, replaced when ``rotate``) and when it was made."""
     row = session.get(WebhookSecret, owner_user_id)
     if row is None:
-        row = WebhookSecret(owner_user_id=owner_user_id, secret=secrets.token_hex(32))
+        row = WebhookSecret(owner_user_id=owner_user_id, secret=secrets.token_hex(32), created_at=utcnow())
         session.add(row)
     elif rotate:
         row.secret = secrets.token_hex(32)
         row.created_at = utcnow()
     session.flush()
-    return row.secret
-
-
-def user_secret_row(session: Session, owner_user_id: str, rotate: bool = False) -> tuple[str, dt.datetime]:
-    """The user's own signing secret (made on first use, replaced when ``rotate``) and when it was made."""
-    secret = user_secret(session, owner_user_id, rotate=rotate)
-    row = session.get(WebhookSecret, owner_user_id)
-    assert row is not None
-    return secret, row.created_at
+    return row.secret, row.created_at
 
 
 def deliveries_of(session: Session, job_id: int) -> list[WebhookDelivery]:
