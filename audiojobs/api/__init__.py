@@ -12,6 +12,7 @@ from flask import Flask, Response, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
+from audiojobs.api.docs_csp import docs_page_csp
 from audiojobs.api.reads import close_reader
 from audiojobs.errors import AudioJobsError
 from audiojobs.logs import job_id_var, request_id_var
@@ -59,14 +60,11 @@ SECURITY_HEADERS = {
 }
 
 
-DOCS_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
-
-
 def _security_headers(response: Response) -> Response:
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
-    if response.mimetype == "text/html":  # the docs page: its own inline stylesheet only
-        response.headers["Content-Security-Policy"] = DOCS_CSP
+    if response.mimetype == "text/html":  # the docs page: its scripts from here, its one inline script by hash
+        response.headers["Content-Security-Policy"] = docs_page_csp(response.get_data(as_text=True))
     response.headers.setdefault("Cache-Control", "no-store")
     return response
 

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, g, jsonify, request
-from flask.typing import ResponseReturnValue
+from flask import Blueprint, g, request
 from flask_jwt_extended import create_access_token, create_refresh_token
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from audiojobs.api import responses as R
 from audiojobs.api.auth import current_settings, decode_jwt, login_required, multi_user_only
-from audiojobs.api.openapi import Param, operation
-from audiojobs.api.schemas import parse_job_id, parse_json_object, parse_model
-from audiojobs.api.serializers import iso_utc
+from audiojobs.api.openapi import Answer, documented
+from audiojobs.api.schemas import KeysQuery, parse_job_id, parse_json_object, parse_model
 from audiojobs.db import session_scope
 from audiojobs.errors import Forbidden, NotFound, Unauthorized
 from audiojobs.users import service as users
-from audiojobs.users.models import ApiKey, User
+from audiojobs.users.models import User
 
 accounts = Blueprint("accounts", __name__)
 
@@ -33,26 +31,20 @@ class KeyRequest(BaseModel):
     user_id: int | None = None
 
 
-def _tokens(user: User, refresh: bool = True) -> dict[str, object]:
+def _tokens(user: User, refresh: bool = True) -> R.Tokens:
     settings = current_settings()
     claims = {"role": user.role}
-    body: dict[str, object] = {"access_token": create_access_token(identity=str(user.id), additional_claims=claims),
-                               "token_type": "bearer", "expires_in": settings.jwt_access_minutes * 60}
+    tokens = R.Tokens(access_token=create_access_token(identity=str(user.id), additional_claims=claims),
+                      token_type="bearer", expires_in=settings.jwt_access_minutes * 60)  # noqa: S106 (a scheme)
     if refresh:
-        body["refresh_token"] = create_refresh_token(identity=str(user.id))
-    return body
-
-
-def key_to_dict(row: ApiKey) -> dict[str, object]:
-    return {"id": row.id, "user_id": row.user_id, "name": row.name, "prefix": row.prefix,
-            "created_at": iso_utc(row.created_at), "revoked_at": iso_utc(row.revoked_at),
-            "last_used_at": iso_utc(row.last_used_at)}
+        tokens.refresh_token = create_refresh_token(identity=str(user.id))
+    return tokens
 
 
 @accounts.post("/login")
-@operation("Log in (multi-user mode): access and refresh tokens", body=LoginRequest, responses={200: R.Tokens},
-           errors=(401, 404), auth=False, tag="auth")
-def login() -> ResponseReturnValue:
+@documented(ok={200: R.Tokens}, errors=(401, 404), auth=False, tag="auth", json=LoginRequest)
+def login() -> Answer:
+    """Log in (multi-user mode): access and refresh tokens"""
     multi_user_only()
     req = parse_model(LoginRequest, parse_json_object(request.get_data(cache=False)))
     with session_scope(current_settings().effective_database_url) as session:
@@ -61,13 +53,13 @@ def login() -> ResponseReturnValue:
             raise Unauthorized("wrong username or password", code="invalid_credentials")
         if user.disabled:
             raise Unauthorized("this user is disabled", code="user_disabled")
-        return jsonify(_tokens(user))
+        return _tokens(user)
 
 
 @accounts.post("/refresh")
-@operation("A new access token for a refresh token (Authorization: Bearer)", responses={200: R.Tokens},
-           errors=(401, 404), auth=False, tag="auth")
-def refresh() -> ResponseReturnValue:
+@documented(ok={200: R.Tokens}, errors=(401, 404), auth=False, tag="auth")
+def refresh() -> Answer:
+    """A new access token for a refresh token (Authorization: Bearer)"""
     multi_user_only()
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -79,7 +71,7 @@ def refresh() -> ResponseReturnValue:
             raise Unauthorized("invalid token", code="invalid_token")
         if user.disabled:
             raise Unauthorized("this user is disabled", code="user_disabled")
-        return jsonify(_tokens(user, refresh=False))
+        return _tokens(user, refresh=False)
 
 
 def _target_user(session: Session, requested: int | None) -> User:
@@ -94,34 +86,34 @@ def _target_user(session: Session, requested: int | None) -> User:
 
 
 @accounts.post("/keys")
-@operation("Create an API key (multi-user mode)", body=KeyRequest, responses={201: R.NewApiKey},
-           errors=(403, 404), tag="auth")
+@documented(ok={201: R.NewApiKey}, errors=(403, 404), tag="auth", json=KeyRequest)
 @login_required
-def create_key() -> ResponseReturnValue:
+def create_key() -> Answer:
+    """Create an API key (multi-user mode)"""
     multi_user_only()
     req = parse_model(KeyRequest, parse_json_object(request.get_data(cache=False)))
     with session_scope(current_settings().effective_database_url) as session:
         row, key = users.create_api_key(session, _target_user(session, req.user_id), req.name)
-        body = {**key_to_dict(row), "key": key}
-    return jsonify(body), 201
+        return R.NewApiKey(**R.ApiKeyOut.fields_of(row), key=key), 201
 
 
 @accounts.get("/keys")
-@operation("List API keys (multi-user mode)", responses={200: R.ApiKeyList}, errors=(403, 404), tag="auth",
-           params=(Param("user_id", {"type": "integer", "minimum": 1}, "another user's keys (admins)"),))
+@documented(ok={200: R.ApiKeyList}, errors=(403, 404), tag="auth", query=KeysQuery)
 @login_required
-def list_keys() -> ResponseReturnValue:
+def list_keys() -> Answer:
+    """List API keys (multi-user mode)"""
     multi_user_only()
     raw = request.args.get("user_id")
     with session_scope(current_settings().effective_database_url) as session:
         user = _target_user(session, parse_job_id(raw, "user_id") if raw else None)
-        return jsonify({"keys": [key_to_dict(k) for k in users.list_api_keys(session, user.id)]})
+        return R.ApiKeyList(keys=[R.ApiKeyOut.of(k) for k in users.list_api_keys(session, user.id)])
 
 
 @accounts.delete("/keys/<key_id>")
-@operation("Revoke an API key (multi-user mode)", responses={204: None}, errors=(403, 404), tag="auth")
+@documented(ok={204: None}, errors=(403, 404), tag="auth")
 @login_required
-def revoke_key(key_id: str) -> ResponseReturnValue:
+def revoke_key(key_id: str) -> Answer:
+    """Revoke an API key (multi-user mode)"""
     multi_user_only()
     with session_scope(current_settings().effective_database_url) as session:
         users.revoke_api_key(session, parse_job_id(key_id, "key_id"), user_id=int(g.principal.user_id),

@@ -6,27 +6,30 @@ import logging
 import time
 
 import redis
-from flask import Blueprint, current_app, jsonify, request
-from flask.typing import ResponseReturnValue
+from flask import Blueprint, current_app, request
 from kombu.exceptions import OperationalError as BrokerError
 
 from audiojobs.api import responses as R
 from audiojobs.api.auth import admin_required, current_settings
-from audiojobs.api.openapi import Param, operation
-from audiojobs.api.schemas import TierRequest, parse_admin_list, parse_json_object, parse_model
-from audiojobs.api.serializers import job_to_dict
+from audiojobs.api.openapi import Answer, documented
+from audiojobs.api.schemas import (
+    AdminListQuery,
+    OwnerQuery,
+    TierRequest,
+    parse_admin_list,
+    parse_json_object,
+    parse_model,
+)
 from audiojobs.config import Settings
 from audiojobs.db import session_scope
 from audiojobs.errors import Conflict, NotFound
 from audiojobs.jobs import queries
-from audiojobs.jobs.states import JobStatus
 from audiojobs.quotas.limits import known_tiers, limits_for, tier_of
 from audiojobs.redis_client import redis_client
 from audiojobs.users import service as users
 
 log = logging.getLogger(__name__)
 routes = Blueprint("audio_admin", __name__)
-USER_PARAM = {"type": "string", "minLength": 1, "maxLength": 64}
 
 
 def _db_url() -> str:
@@ -34,54 +37,52 @@ def _db_url() -> str:
 
 
 @routes.get("/jobs/admin/list")
-@operation("List jobs (admin)", responses={200: R.JobList}, errors=(403,), tag="admin", params=(
-    Param("status", {"type": "string", "enum": [s.value for s in JobStatus]}, "only jobs in this status"),
-    Param("status_filter", {"type": "string", "enum": [s.value for s in JobStatus]}, "alias of status"),
-    Param("owner_user_id", {"type": "string", "minLength": 1, "maxLength": 64}, "only this user's jobs"),
-    Param("limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}, "at most this many")))
+@documented(ok={200: R.JobList}, errors=(403,), tag="admin", query=AdminListQuery)
 @admin_required
-def admin_list() -> ResponseReturnValue:
+def admin_list() -> Answer:
+    """List jobs (admin)"""
     query = parse_admin_list(request.args)
     with session_scope(_db_url()) as session:
         rows = queries.list_jobs(session, status=query.status, owner_user_id=query.owner_user_id, limit=query.limit)
-        body = {"jobs": [job_to_dict(job) for job in rows]}
-    return jsonify(body)
+        return R.JobList(jobs=[R.Job.of(job) for job in rows])
 
 
 @routes.get("/jobs/admin/summary")
-@operation("Job counts by status (admin)", responses={200: R.StatusSummary}, errors=(403,), tag="admin",
-           params=(Param("owner_user_id", {"type": "string", "maxLength": 64}, "only this user's jobs"),))
+@documented(ok={200: R.StatusSummary}, errors=(403,), tag="admin", query=OwnerQuery)
 @admin_required
-def admin_summary() -> ResponseReturnValue:
+def admin_summary() -> Answer:
+    """Job counts by status (admin)"""
     owner = request.args.get("owner_user_id") or None
     with session_scope(_db_url()) as session:
         counts = queries.count_by_status(session, owner_user_id=owner)
-    return jsonify({"counts_by_status": counts, "total": sum(counts.values()), "owner_user_id": owner})
+    return R.StatusSummary(counts_by_status=counts, total=sum(counts.values()), owner_user_id=owner)
 
 
 @routes.get("/jobs/admin/owner/<owner_user_id>/processing")
-@operation("A user's processing jobs and concurrency cap (admin)", responses={200: R.OwnerProcessing},
-           errors=(403,), tag="admin", path_params={"owner_user_id": USER_PARAM})
+@documented(ok={200: R.OwnerProcessing}, errors=(403,), tag="admin")
 @admin_required
-def admin_owner_processing(owner_user_id: str) -> ResponseReturnValue:
+def admin_owner_processing(owner_user_id: str) -> Answer:
+    """A user's processing jobs and concurrency cap (admin)"""
     settings = current_settings()
     with session_scope(settings.effective_database_url) as session:
         processing = queries.count_processing(session, owner_user_id)
         limit = limits_for(session, settings, owner_user_id).concurrent_jobs
-    return jsonify({"owner_user_id": owner_user_id, "processing": processing, "limit": limit})
+    return R.OwnerProcessing(owner_user_id=owner_user_id, processing=processing, limit=limit)
 
 
 @routes.get("/jobs/admin/queues")
-@operation("Queue depths and the workers online (admin)", responses={200: R.QueueDepths}, errors=(403,),
-           tag="admin")
+@documented(ok={200: R.QueueDepths}, errors=(403,), tag="admin")
 @admin_required
-def admin_queues() -> ResponseReturnValue:
-    """Depth of each queue (Redis list lengths) and the workers that answer a 1-second ping."""
+def admin_queues() -> Answer:
+    """Queue depths and the workers online (admin)
+
+    Depth of each queue (Redis list lengths) and the workers that answer a 1-second ping.
+    """
     settings = current_settings()
     names = list(dict.fromkeys([settings.control_queue, settings.cpu_queue, settings.transcribe_queue]))
     client = redis_client(settings)
     depths = {name: int(client.llen(name)) for name in names}
-    return jsonify({"queues": depths, "workers": _workers_online()})
+    return R.QueueDepths(queues=depths, workers=_workers_online())
 
 
 WORKERS_TTL = 5.0
@@ -104,28 +105,28 @@ def _workers_online() -> dict[str, list[str]]:
     return workers
 
 
-def _tier_body(user_id: str, tier: str, settings: Settings) -> dict[str, object]:
-    return {"user_id": user_id, "tier": tier, "limits": known_tiers(settings)[tier].to_dict()}
+def _tier_body(user_id: str, tier: str, settings: Settings) -> R.TierOut:
+    return R.TierOut(user_id=user_id, tier=tier, limits=R.TierLimitsOut(**known_tiers(settings)[tier].to_dict()))
 
 
 @routes.get("/jobs/admin/tiers/<user_id>")
-@operation("A user's tier and limits (admin)", responses={200: R.TierOut}, errors=(403, 404), tag="admin",
-           path_params={"user_id": USER_PARAM})
+@documented(ok={200: R.TierOut}, errors=(403, 404), tag="admin")
 @admin_required
-def admin_get_tier(user_id: str) -> ResponseReturnValue:
+def admin_get_tier(user_id: str) -> Answer:
+    """A user's tier and limits (admin)"""
     settings = current_settings()
     with session_scope(settings.effective_database_url) as session:
         tier = tier_of(session, settings, user_id)
     if tier is None:
         raise NotFound(f"user {user_id} not found")
-    return jsonify(_tier_body(user_id, tier, settings))
+    return _tier_body(user_id, tier, settings)
 
 
 @routes.put("/jobs/admin/tiers/<user_id>")
-@operation("Set a user's tier (admin, multi-user mode)", body=TierRequest, responses={200: R.TierOut},
-           errors=(403, 404, 409), tag="admin", path_params={"user_id": USER_PARAM})
+@documented(ok={200: R.TierOut}, errors=(403, 404, 409), tag="admin", json=TierRequest)
 @admin_required
-def admin_set_tier(user_id: str) -> ResponseReturnValue:
+def admin_set_tier(user_id: str) -> Answer:
+    """Set a user's tier (admin, multi-user mode)"""
     settings = current_settings()
     req = parse_model(TierRequest, parse_json_object(request.get_data(cache=False)))
     if settings.auth_mode == "single_user":
@@ -135,4 +136,4 @@ def admin_set_tier(user_id: str) -> ResponseReturnValue:
         if user is None:
             raise NotFound(f"user {user_id} not found")
         users.set_tier(session, user, req.tier, set(known_tiers(settings)))
-    return jsonify(_tier_body(user_id, req.tier, settings))
+    return _tier_body(user_id, req.tier, settings)

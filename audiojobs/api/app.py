@@ -16,12 +16,11 @@ from flask import Flask
 from flask_jwt_extended import JWTManager
 
 from audiojobs import api
-from audiojobs.api import admin, quotas, webhooks
+from audiojobs.api import admin, openapi, quotas, webhooks
 from audiojobs.api.accounts import accounts
 from audiojobs.api.health import health
 from audiojobs.api.jobs import jobs
 from audiojobs.api.openai_compat import openai_compat
-from audiojobs.api.openapi import docs
 from audiojobs.celery_app import producer_app
 from audiojobs.checks import check_settings
 from audiojobs.config import Settings, get_settings
@@ -46,13 +45,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["celery"] = producer_app(settings)
     _init_jwt(app, settings)
     api.init_app(app)
+    # In reading order: the OpenAPI document and the docs page list the operations in this order.
     app.register_blueprint(jobs, url_prefix="/api/v1/audio")
+    app.register_blueprint(openai_compat, url_prefix="/api/v1/audio")
     for feature in (webhooks, quotas, admin):
         app.register_blueprint(feature.routes, url_prefix="/api/v1/audio")
-    app.register_blueprint(openai_compat, url_prefix="/api/v1/audio")
     app.register_blueprint(accounts, url_prefix="/api/v1/auth")
     app.register_blueprint(health)
-    app.register_blueprint(docs)
+    openapi.init_app(app)
     return app
 
 

@@ -6,13 +6,12 @@ import logging
 
 import redis
 import sqlalchemy as sa
-from flask import Blueprint, Response, jsonify
-from flask.typing import ResponseReturnValue
+from flask import Blueprint, Response
 
 from audiojobs import metrics as m
 from audiojobs.api import responses as R
 from audiojobs.api.auth import admin_required, current_settings
-from audiojobs.api.openapi import operation
+from audiojobs.api.openapi import TEXT, Answer, documented
 from audiojobs.db import session_scope
 from audiojobs.errors import ConfigError, StorageMisconfigured, StorageUnavailable
 from audiojobs.jobs import queries
@@ -24,15 +23,16 @@ health = Blueprint("health", __name__)
 
 
 @health.get("/healthz")
-@operation("Liveness: the process serves requests", responses={200: R.Health}, auth=False, tag="health")
-def healthz() -> ResponseReturnValue:
-    return jsonify({"status": "ok"})
+@documented(ok={200: R.Health}, auth=False, tag="health")
+def healthz() -> Answer:
+    """Liveness: the process serves requests"""
+    return R.Health(status="ok")
 
 
 @health.get("/readyz")
-@operation("Readiness: the database, Redis and the object store answer",
-           responses={200: R.Readiness, 503: R.Readiness}, auth=False, tag="health")
-def readyz() -> ResponseReturnValue:
+@documented(ok={200: R.Readiness, 503: R.Readiness}, auth=False, tag="health")
+def readyz() -> Answer:
+    """Readiness: the database, Redis and the object store answer"""
     settings = current_settings()
     checks: dict[str, str] = {}
     try:
@@ -58,14 +58,17 @@ def readyz() -> ResponseReturnValue:
         log.warning("readiness: storage: %s", exc)
         checks["storage"] = "unavailable"
     ready = all(v == "ok" for v in checks.values())
-    return jsonify({"status": "ready" if ready else "unavailable", "checks": checks}), 200 if ready else 503
+    return R.Readiness(status="ready" if ready else "unavailable", checks=checks), 200 if ready else 503
 
 
 @health.get("/metrics")
+@documented(ok={200: None}, errors=(403,), tag="health", media={"text/plain": TEXT})
 @admin_required
-@operation("Prometheus metrics (admin): jobs by status, stage durations, queue depth, quota refusals, "
-           "transcription real-time factor", responses={200: None}, errors=(403,), tag="health")
-def metrics() -> ResponseReturnValue:
+def metrics() -> Answer:
+    """Prometheus metrics (admin)
+
+    Jobs by status, stage durations, queue depth, quota refusals, transcription real-time factor.
+    """
     settings = current_settings()
     with session_scope(settings.effective_database_url) as session:
         counts = queries.count_by_status(session, owner_user_id=None)

@@ -10,17 +10,19 @@ from collections.abc import Iterator
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
-from flask.typing import ResponseReturnValue
 from werkzeug.datastructures import FileStorage
 
 from audiojobs import formats, metrics
 from audiojobs.analysis import reruns
 from audiojobs.api import responses as R
 from audiojobs.api.auth import current_settings, login_required
-from audiojobs.api.openapi import Param, form_fields_of, form_schema, operation
+from audiojobs.api.openapi import JOB_EVENT, TEXT, Answer, documented
 from audiojobs.api.reads import reader
 from audiojobs.api.schemas import (
     AnalyzeRequest,
+    IdempotencyHeaders,
+    ResultQuery,
+    SubmitForm,
     SubmitRequest,
     check_analysis,
     form_body,
@@ -30,13 +32,6 @@ from audiojobs.api.schemas import (
     parse_model,
     parse_result_query,
     validate_submit,
-)
-from audiojobs.api.serializers import (
-    analysis_to_dict,
-    job_summary,
-    job_to_dict,
-    result_to_dict,
-    stage_run_to_dict,
 )
 from audiojobs.config import Settings
 from audiojobs.db import session_scope
@@ -53,10 +48,6 @@ from audiojobs.redis_client import redis_client
 log = logging.getLogger(__name__)
 
 jobs = Blueprint("audio_jobs", __name__)
-IDEMPOTENCY_HEADER = Param("Idempotency-Key", {"type": "string", "minLength": 1, "maxLength": 255},
-                           "replay protection: the same key and body return the same job", location="header")
-FORMAT_PARAM = Param("format", {"type": "string", "enum": list(formats.FORMATS), "default": "json"},
-                     "json, verbose_json, text, srt or vtt")
 
 
 def _db_url() -> str:
@@ -64,14 +55,15 @@ def _db_url() -> str:
 
 
 @jobs.post("/jobs/submit")
-@operation("Submit a job: a URL, a server-local file or an upload", body=SubmitRequest,
-           responses={202: R.JobSummary}, errors=(402, 409, 413, 429), headers=(IDEMPOTENCY_HEADER,),
-           multipart=form_schema(form_fields_of(SubmitRequest, skip={"url", "local_path"}, json_fields={"chunking"}),
-                                 "The audio or video (at most the tier's file size)."),
-           description="Answers 202 with the queued job; poll GET /jobs/{job_id}. An Idempotency-Key "
-                       "replays the same job for the same body.")
+@documented(ok={202: R.JobSummary}, errors=(402, 409, 413, 429), json=SubmitRequest, form=SubmitForm,
+            headers=IdempotencyHeaders)
 @login_required
-def submit() -> ResponseReturnValue:
+def submit() -> Answer:
+    """Submit a job: a URL, a server-local file or an upload
+
+    Answers 202 with the queued job; poll GET /jobs/{job_id}. An Idempotency-Key replays the same job
+    for the same body.
+    """
     settings = current_settings()
     upload = info = None
     try:
@@ -120,55 +112,58 @@ def upload_info(storage: FileStorage) -> dict[str, Any]:
     return {"filename": name, "bytes": size}
 
 
-def _accepted(job: Job, replayed: bool = False) -> ResponseReturnValue:
+def _accepted(job: Job, replayed: bool = False) -> Answer:
     headers = {"Location": url_for("audio_jobs.get_job", job_id=job.id)}
     if replayed:
         headers["Idempotent-Replayed"] = "true"
-    return jsonify(job_summary(job)), 202, headers
+    return R.JobSummary.of(job), 202, headers
 
 
 @jobs.get("/jobs/<job_id>")
-@operation("A job's status, stage, error and stage runs", responses={200: R.JobDetail}, errors=(404,))
+@documented(ok={200: R.JobDetail}, errors=(404,))
 @login_required
-def get_job(job_id: str) -> ResponseReturnValue:
-    job = queries.get_job_for(reader(_db_url()), parse_job_id(job_id), g.principal, with_runs=True)
-    body = job_to_dict(job)
-    body["stages"] = [stage_run_to_dict(run) for run in job.stage_runs]
-    return jsonify(body)
+def get_job(job_id: str) -> Answer:
+    """A job's status, stage, error and stage runs"""
+    return R.JobDetail.of(queries.get_job_for(reader(_db_url()), parse_job_id(job_id), g.principal, with_runs=True))
 
 
 @jobs.get("/jobs/<job_id>/result")
-@operation("The transcript of a completed job, in the format asked for", responses={200: R.Result},
-           errors=(404, 409), params=(FORMAT_PARAM,), alternatives={"verbose_json": R.VerboseTranscription,
-                                                                  **{m: None for m in formats.MIME.values()}},
-           description="json (default): transcript, chunks and analysis; verbose_json: OpenAI's shape; "
-                       "text; srt and vtt subtitles.")
+@documented(ok={200: R.ResultBody}, errors=(404, 409), query=ResultQuery,
+            media={formats.MIME[name]: TEXT for name in ("text", "srt", "vtt")})
 @login_required
-def get_result(job_id: str) -> ResponseReturnValue:
+def get_result(job_id: str) -> Answer:
+    """The transcript of a completed job, in the format asked for
+
+    json (default): transcript, chunks and analysis; verbose_json: OpenAI's shape; text; srt and vtt
+    subtitles.
+    """
     query = parse_result_query(request.args)
     with session_scope(_db_url()) as session:
         job = usecases.completed_job(session, g.principal, parse_job_id(job_id))
-        body = result_to_dict(job, *usecases.stored_result(session, job))
+        result = R.Result.of(job, *usecases.stored_result(session, job))
+    if query.format == "json":
+        return result
+    body = result.model_dump(mode="json")
     settings = current_settings()
     style = formats.SubtitleStyle(settings.subtitle_line_chars, settings.subtitle_lines, settings.subtitle_seconds)
     if query.format == "verbose_json":
         return jsonify(formats.verbose_json(body))
     if query.format == "text":
         return Response(formats.text(body), mimetype=formats.MIME["text"])
-    if query.format in {"srt", "vtt"}:
-        render = formats.srt if query.format == "srt" else formats.vtt
-        return Response(render(body["segments"], style), mimetype=formats.MIME[query.format])
-    return jsonify(body)
+    render = formats.srt if query.format == "srt" else formats.vtt
+    return Response(render(body["segments"], style), mimetype=formats.MIME[query.format])
 
 
 @jobs.get("/jobs/<job_id>/events")
-@operation("Server-sent events: the job's status, stage and progress as they change", responses={200: None},
-           errors=(404,), alternatives={"text/event-stream": None},
-           description="Each change is an `event: job` whose data is the job row; the stream ends after the "
-                       "job reaches a final state (or after AUDIO_EVENTS_MAX_SECONDS; reconnect to go on). "
-                       "Polling GET /jobs/{job_id} stays authoritative.")
+@documented(ok={200: None}, errors=(404,), media={"text/event-stream": JOB_EVENT})
 @login_required
-def job_events(job_id: str) -> ResponseReturnValue:
+def job_events(job_id: str) -> Answer:
+    """Server-sent events: the job's status, stage and progress as they change
+
+    Each change is an `event: job` whose data is the job row; the stream ends after the job reaches a
+    final state (or after AUDIO_EVENTS_MAX_SECONDS; reconnect to go on). Polling GET /jobs/{job_id}
+    stays authoritative.
+    """
     settings = current_settings()
     numeric_id = parse_job_id(job_id)
     principal = g.principal
@@ -182,7 +177,7 @@ def job_events(job_id: str) -> ResponseReturnValue:
         while time.monotonic() < deadline:
             with session_scope(settings.effective_database_url) as session:
                 job = queries.get_job_for(session, numeric_id, principal)
-                body = job_to_dict(job)
+                body = R.Job.of(job).model_dump(mode="json")
             state = (body["status"], body["stage"], body["progress"], body["retry_count"])
             if state != last:
                 last = state
@@ -200,36 +195,40 @@ def job_events(job_id: str) -> ResponseReturnValue:
 
 
 @jobs.post("/jobs/<job_id>/cancel")
-@operation("Cancel a queued or running job", responses={200: R.Job}, errors=(404, 409))
+@documented(ok={200: R.Job}, errors=(404, 409))
 @login_required
-def cancel(job_id: str) -> ResponseReturnValue:
-    """Cancel a queued or running job: a running stage stops within about a second."""
+def cancel(job_id: str) -> Answer:
+    """Cancel a queued or running job
+
+    A running stage stops within about a second.
+    """
     settings = current_settings()
-    job = usecases.cancel(settings, current_app.extensions["celery"], g.principal, parse_job_id(job_id))
-    return jsonify(job_to_dict(job))
+    return R.Job.of(usecases.cancel(settings, current_app.extensions["celery"], g.principal, parse_job_id(job_id)))
 
 
 @jobs.post("/jobs/<job_id>/analyze")
-@operation("Run the analysis again on a completed job", responses={202: R.AnalysisRun}, errors=(404, 409),
-           body=AnalyzeRequest,
-           description="Analyses the stored transcript again (no download, no transcription, no minutes), with "
-                       "another provider or your own prompt. The job stays completed; its analysis is pending "
-                       "until the re-run writes it (see GET /jobs/{id} or /result).")
+@documented(ok={202: R.AnalysisRun}, errors=(404, 409), json=AnalyzeRequest)
 @login_required
-def analyze(job_id: str) -> ResponseReturnValue:
+def analyze(job_id: str) -> Answer:
+    """Run the analysis again on a completed job
+
+    Analyses the stored transcript again (no download, no transcription, no minutes), with another
+    provider or your own prompt. The job stays completed; its analysis is pending until the re-run
+    writes it (see GET /jobs/{id} or /result).
+    """
     settings = current_settings()
     raw = request.get_data(cache=False)
     req = parse_model(AnalyzeRequest, parse_json_object(raw) if raw.strip() else {})  # no body: the defaults
     api_name = check_analysis(req.api_name, req.analysis_prompt, settings)
     job_key, row = reruns.reanalyse(settings, current_app.extensions["celery"], g.principal, parse_job_id(job_id),
                                     api_name, req.analysis_prompt)
-    return jsonify({"job_id": job_key, "analysis": analysis_to_dict(row)}), 202
+    return R.AnalysisRun(job_id=job_key, analysis=R.AnalysisOut.of(row)), 202
 
 
 @jobs.delete("/jobs/<job_id>")
-@operation("Delete a final job with its results and files", responses={204: None}, errors=(404, 409))
+@documented(ok={204: None}, errors=(404, 409))
 @login_required
-def delete(job_id: str) -> ResponseReturnValue:
-    """Remove a final job with its results and files."""
+def delete(job_id: str) -> Answer:
+    """Delete a final job with its results and files"""
     usecases.delete(current_settings(), g.principal, parse_job_id(job_id))
     return "", 204

@@ -12,15 +12,13 @@ import time
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
-from flask.typing import ResponseReturnValue
 
 from audiojobs import formats
 from audiojobs.api import responses as R
 from audiojobs.api.auth import current_settings, login_required
 from audiojobs.api.jobs import read_upload
-from audiojobs.api.openapi import form_schema, operation
-from audiojobs.api.schemas import validate_submit
-from audiojobs.api.serializers import job_summary, result_to_dict
+from audiojobs.api.openapi import TEXT, Answer, documented
+from audiojobs.api.schemas import TranscriptionForm, validate_submit
 from audiojobs.db import session_scope
 from audiojobs.errors import AudioJobsError, ValidationError
 from audiojobs.jobs import queries, usecases
@@ -36,21 +34,15 @@ FAILURE_STATUS = {"invalid_media": 422, "source_too_large": 413, "quota_exceeded
 
 
 @openai_compat.post("/transcriptions")
-@operation("OpenAI-compatible transcription (multipart: file, model, language, prompt, response_format, "
-           "timestamp_granularities[]), answered when done", responses={200: R.OpenAITranscription, 202: R.JobSummary},
-           errors=(402, 413, 422, 429), tag="openai", alternatives={"verbose_json": R.VerboseTranscription,
-                                                                   "text/plain": None},
-           multipart=form_schema({
-               "model": {"type": "string", "description": "whisper-1 or any allowed model name"},
-               "language": {"type": "string", "description": "a Whisper language code; absent: detected"},
-               "prompt": {"type": "string", "description": "text that primes the decoder"},
-               "response_format": {"type": "string", "enum": list(RESPONSE_FORMATS)},
-               "temperature": {"type": "string", "enum": ["0"]},
-               "timestamp_granularities[]": {"type": "array", "items": {"type": "string",
-                                                                        "enum": ["word", "segment"]}},
-           }, "The audio or video (at most the tier's file size)."))
+@documented(ok={200: R.TranscriptionBody, 202: R.JobSummary}, errors=(402, 413, 422, 429), tag="openai",
+            form=TranscriptionForm, media={"text/plain": TEXT})
 @login_required
-def transcriptions() -> ResponseReturnValue:
+def transcriptions() -> Answer:
+    """OpenAI-compatible transcription, answered when done
+
+    multipart/form-data: file, model, language, prompt, response_format, timestamp_granularities[]. A
+    job that takes longer than AUDIO_SYNC_TIMEOUT_SECONDS is answered 202 with the job, to poll.
+    """
     settings = current_settings()
     if request.mimetype != "multipart/form-data":
         raise ValidationError("send multipart/form-data with the audio in 'file'", code="invalid_body", field="file")
@@ -84,7 +76,7 @@ def transcriptions() -> ResponseReturnValue:
         storage.close()
     final = _wait(settings.effective_database_url, job.id, settings.sync_timeout)
     if final is None:
-        return jsonify(job_summary(job)), 202, {"Location": url_for("audio_jobs.get_job", job_id=job.id)}
+        return R.JobSummary.of(job), 202, {"Location": url_for("audio_jobs.get_job", job_id=job.id)}
     if final["status"] != "completed":
         code = final["error_code"] or final["status"]
         raise AudioJobsError(final["error_message"] or f"the job ended {final['status']}", code=code,
@@ -102,15 +94,15 @@ def _wait(db_url: str, job_id: int, timeout: float) -> dict[str, Any] | None:
                 body: dict[str, Any] = {"status": job.status, "error_code": job.error_code,
                                         "error_message": job.error_message}
                 if job.status == "completed":
-                    body["result"] = result_to_dict(job, *usecases.stored_result(session, job))
+                    body["result"] = R.Result.of(job, *usecases.stored_result(session, job)).model_dump(mode="json")
                 return body
         time.sleep(0.1)
     return None
 
 
-def _render(result: dict[str, Any], response_format: str, granularities: set[str]) -> ResponseReturnValue:
+def _render(result: dict[str, Any], response_format: str, granularities: set[str]) -> Answer:
     if response_format == "json":
-        return jsonify({"text": result["text"]})
+        return R.OpenAITranscription(text=result["text"])
     if response_format == "verbose_json":
         body = formats.verbose_json(result)
         if granularities == {"word"}:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, g, jsonify
-from flask.typing import ResponseReturnValue
+from flask import Blueprint, g
 
 from audiojobs.api import responses as R
 from audiojobs.api.auth import current_settings, login_required
-from audiojobs.api.openapi import operation
-from audiojobs.api.serializers import iso_utc
+from audiojobs.api.openapi import Answer, documented
+from audiojobs.api.responses import iso_utc
 from audiojobs.db import session_scope
 from audiojobs.quotas import minutes
 from audiojobs.quotas.limits import limits_for, tier_of
@@ -17,10 +16,13 @@ routes = Blueprint("audio_quotas", __name__)
 
 
 @routes.get("/usage")
-@operation("The caller's minutes used and left today", responses={200: R.Usage}, tag="quotas")
+@documented(ok={200: R.Usage}, tag="quotas")
 @login_required
-def usage() -> ResponseReturnValue:
-    """The caller's day: minutes used and left, jobs started, when it resets."""
+def usage() -> Answer:
+    """The caller's minutes used and left today
+
+    The caller's day: minutes used and left, jobs started, when it resets.
+    """
     settings = current_settings()
     owner = g.principal.user_id
     today = minutes.utc_today()
@@ -29,8 +31,7 @@ def usage() -> ResponseReturnValue:
         used, started = minutes.usage(session, owner, today)
         tier = tier_of(session, settings, owner)
     limit = limits.daily_minutes
-    return jsonify({"user_id": owner, "tier": tier, "day": today.isoformat(), "minutes_used": round(used, 4),
-                    "minutes_limit": limit,
-                    "minutes_remaining": None if limit is None else round(max(0.0, limit - used), 4),
-                    "jobs_started": started, "concurrent_jobs_limit": limits.concurrent_jobs,
-                    "max_file_mb": limits.max_file_mb, "resets_at": iso_utc(minutes.resets_at(today))})
+    return R.Usage(user_id=owner, tier=tier, day=today.isoformat(), minutes_used=round(used, 4), minutes_limit=limit,
+                   minutes_remaining=None if limit is None else round(max(0.0, limit - used), 4),
+                   jobs_started=started, concurrent_jobs_limit=limits.concurrent_jobs,
+                   max_file_mb=limits.max_file_mb, resets_at=iso_utc(minutes.resets_at(today)))

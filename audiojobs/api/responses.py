@@ -1,13 +1,24 @@
-"""Response bodies as pydantic models: the OpenAPI document's schemas, checked against real
-responses by the schemathesis tests (so the serialisers cannot drift from the contract)."""
+"""Response bodies as pydantic models: the one source of both the OpenAPI document's schemas and
+the JSON the views send (each view builds its model from rows with ``of``, and the model writes the
+JSON), checked against real responses by the schemathesis tests."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
+from audiojobs.jobs import models as rows
+from audiojobs.jobs.progress import eta_seconds, overall_progress
 from audiojobs.jobs.states import JobStatus, Stage, StageRunStatus
+from audiojobs.users.models import ApiKey
+from audiojobs.webhooks.models import WebhookDelivery
+from audiojobs.webhooks.states import DeliveryStatus
+
+
+def iso_utc(value: dt.datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
 class _Out(BaseModel):
@@ -32,6 +43,11 @@ class JobSummary(_Out):
     queue: str
     job_type: str
     status: JobStatus
+
+    @classmethod
+    def of(cls, job: rows.Job) -> JobSummary:
+        return cls(id=job.id, uuid=job.uuid, domain=job.domain, queue=job.queue, job_type=job.job_type,
+                   status=JobStatus(job.status))
 
 
 class Job(JobSummary):
@@ -59,6 +75,27 @@ class Job(JobSummary):
     cancelled_at: str | None
     retry_at: str | None
 
+    @classmethod
+    def fields_of(cls, job: rows.Job) -> dict[str, Any]:
+        return {
+            "id": job.id, "uuid": job.uuid, "domain": job.domain, "queue": job.queue, "job_type": job.job_type,
+            "status": job.status, "stage": job.stage, "priority": job.priority, "retry_count": job.retry_count,
+            "max_retries": job.max_retries, "owner_user_id": job.owner_user_id,
+            "payload": {k: v for k, v in (job.payload or {}).items() if not k.startswith("_")},
+            "error_code": job.error_code, "error_message": job.error_message,
+            "attempt_errors": list(job.attempt_errors or []),
+            "media_duration_seconds": job.media_duration_seconds, "progress": overall_progress(job),
+            "eta_seconds": eta_seconds(job), "progress_detail": job.progress, "leased_until": iso_utc(job.leased_until),
+            "worker_id": job.worker_id, "request_id": job.request_id, "created_at": iso_utc(job.created_at),
+            "started_at": iso_utc(job.started_at), "updated_at": iso_utc(job.updated_at),
+            "completed_at": iso_utc(job.completed_at), "cancelled_at": iso_utc(job.cancelled_at),
+            "retry_at": iso_utc(job.dispatch_due_at) if job.status == "queued" and job.retry_count else None,
+        }
+
+    @classmethod
+    def of(cls, job: rows.Job) -> Job:
+        return cls(**cls.fields_of(job))
+
 
 class StageRunOut(_Out):
     stage: Stage
@@ -71,9 +108,20 @@ class StageRunOut(_Out):
     error_code: str | None
     error_message: str | None
 
+    @classmethod
+    def of(cls, run: rows.StageRun) -> StageRunOut:
+        return cls(stage=Stage(run.stage), attempt=run.attempt, status=StageRunStatus(run.status),
+                   worker_id=run.worker_id, started_at=iso_utc(run.started_at), finished_at=iso_utc(run.finished_at),
+                   duration_seconds=run.duration_seconds, error_code=run.error_code,
+                   error_message=run.error_message)
+
 
 class JobDetail(Job):
     stages: list[StageRunOut]
+
+    @classmethod
+    def of(cls, job: rows.Job) -> JobDetail:
+        return cls(**cls.fields_of(job), stages=[StageRunOut.of(run) for run in job.stage_runs])
 
 
 class Segment(BaseModel):
@@ -113,6 +161,14 @@ class AnalysisOut(_Out):
     error_message: str | None
     updated_at: str | None
 
+    @classmethod
+    def of(cls, analysis: rows.Analysis) -> AnalysisOut:
+        return cls(provider=analysis.provider, model=analysis.model, summary=analysis.summary,
+                   key_phrases=analysis.key_phrases, prompt=analysis.prompt, parts=analysis.parts,
+                   cached=analysis.cached, status=analysis.status,  # type: ignore[arg-type]
+                   error_code=analysis.error_code, error_message=analysis.error_message,
+                   updated_at=iso_utc(analysis.updated_at))
+
 
 class AnalysisRun(_Out):
     job_id: int
@@ -141,6 +197,16 @@ class Delivery(_Out):
     resent_from: str | None = Field(description="id of the delivery this one sends again.")
     tries: list[WebhookTry]
 
+    @classmethod
+    def of(cls, delivery: WebhookDelivery) -> Delivery:
+        pending = delivery.status == DeliveryStatus.PENDING.value
+        return cls(id=delivery.uuid, event=delivery.event, url=delivery.url,  # type: ignore[arg-type]
+                   status=delivery.status, attempts=delivery.attempts,  # type: ignore[arg-type]
+                   next_attempt_at=iso_utc(delivery.next_attempt_at) if pending else None,
+                   last_status_code=delivery.last_status_code, last_error=delivery.last_error,
+                   created_at=iso_utc(delivery.created_at) or "", delivered_at=iso_utc(delivery.delivered_at),
+                   resent_from=delivery.resent_from, tries=[WebhookTry(**t) for t in delivery.log])
+
 
 class Deliveries(_Out):
     job_id: int
@@ -163,6 +229,18 @@ class Result(_Out):
     transcript: TranscriptOut
     chunks: list[ChunkOut]
     analysis: AnalysisOut | None
+
+    @classmethod
+    def of(cls, job: rows.Job, transcript: rows.Transcript, chunks: list[rows.TranscriptChunk],
+           analysis: rows.Analysis | None) -> Result:
+        body: dict[str, Any] = {"text": transcript.text, "segments": transcript.segments,
+                                "language": transcript.language, "duration": transcript.duration_seconds,
+                                "model": transcript.model}
+        return cls(job_id=job.id, status=JobStatus(job.status), **body,
+                   transcript=TranscriptOut(**body, source=transcript.source),
+                   chunks=[ChunkOut(index=c.chunk_index, text=c.text, start=c.start_seconds, end=c.end_seconds)
+                           for c in chunks],
+                   analysis=None if analysis is None else AnalysisOut.of(analysis))
 
 
 class Usage(_Out):
@@ -222,6 +300,16 @@ class ApiKeyOut(_Out):
     revoked_at: str | None
     last_used_at: str | None
 
+    @classmethod
+    def fields_of(cls, row: ApiKey) -> dict[str, Any]:
+        return {"id": row.id, "user_id": row.user_id, "name": row.name, "prefix": row.prefix,
+                "created_at": iso_utc(row.created_at), "revoked_at": iso_utc(row.revoked_at),
+                "last_used_at": iso_utc(row.last_used_at)}
+
+    @classmethod
+    def of(cls, row: ApiKey) -> ApiKeyOut:
+        return cls(**cls.fields_of(row))
+
 
 class NewApiKey(ApiKeyOut):
     key: str = Field(description="The key itself; shown only once.")
@@ -259,3 +347,11 @@ class VerboseTranscription(BaseModel):
 
 class OpenAITranscription(_Out):
     text: str
+
+
+class ResultBody(RootModel[Result | VerboseTranscription]):
+    """GET /jobs/{id}/result as JSON: the result (format=json) or OpenAI's verbose_json."""
+
+
+class TranscriptionBody(RootModel[OpenAITranscription | VerboseTranscription]):
+    """POST /transcriptions as JSON: {"text"} (json) or OpenAI's verbose_json."""

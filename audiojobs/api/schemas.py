@@ -6,7 +6,7 @@ import json
 from typing import Any, Literal, TypeVar
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from audiojobs.analysis.registry import LLM_PROVIDERS, PROVIDER_NAMES
 from audiojobs.config import Settings
@@ -80,9 +80,24 @@ class AnalyzeRequest(BaseModel):
 class AdminListQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    status: JobStatus | None = None
-    owner_user_id: str | None = Field(default=None, min_length=1, max_length=64)
-    limit: int = Field(default=50, ge=1, le=200)
+    status: JobStatus | None = Field(default=None, description="only jobs in this status")
+    status_filter: JobStatus | None = Field(default=None, description="alias of status")
+    owner_user_id: str | None = Field(default=None, min_length=1, max_length=64, description="only this user's jobs")
+    limit: int = Field(default=50, ge=1, le=200, description="at most this many")
+
+
+class OwnerQuery(BaseModel):
+    owner_user_id: str | None = Field(default=None, max_length=64, description="only this user's jobs")
+
+
+class KeysQuery(BaseModel):
+    user_id: int | None = Field(default=None, ge=1, description="another user's keys (admins)")
+
+
+class IdempotencyHeaders(BaseModel):
+    idempotency_key: str | None = Field(
+        default=None, alias="Idempotency-Key", min_length=1, max_length=255,
+        description="replay protection: the same key and body return the same job")
 
 
 def _first_error(exc: pydantic.ValidationError) -> ValidationError:
@@ -184,6 +199,27 @@ def check_analysis(api_name: str | None, prompt: str | None, settings: Settings)
 FORM_FLAGS = {"perform_chunking", "perform_analysis", "word_timestamps", "vad_filter"}
 
 
+FILE_FIELD = (bytes, Field(description="The audio or video (at most the tier's file size)."))
+# ``POST /jobs/submit`` as multipart/form-data: the file and the JSON body's other fields as text.
+SubmitForm = create_model("SubmitForm", file=FILE_FIELD, **{  # type: ignore[call-overload]
+    name: (Literal["true", "false"] | None if name in FORM_FLAGS else str | None,
+           Field(default=None, description=f"{info.description or ''}{' (as JSON text)' * (name == 'chunking')}"))
+    for name, info in SubmitRequest.model_fields.items() if name not in {"url", "local_path"}})
+
+
+class TranscriptionForm(BaseModel):
+    """``POST /transcriptions``: OpenAI's multipart form."""
+
+    file: bytes = FILE_FIELD[1]
+    model: str | None = Field(default=None, description="whisper-1 or any allowed model name")
+    language: str | None = Field(default=None, description="a Whisper language code; absent: detected")
+    prompt: str | None = Field(default=None, description="text that primes the decoder")
+    response_format: Literal["json", "text", "srt", "verbose_json", "vtt"] | None = None
+    temperature: Literal["0"] | None = None
+    timestamp_granularities: list[Literal["word", "segment"]] | None = Field(
+        default=None, alias="timestamp_granularities[]")
+
+
 def form_body(form: Any) -> dict[str, Any]:
     """Multipart form fields as a submit body: flags from true/false, chunking from JSON, the rest text."""
     body: dict[str, Any] = {}
@@ -255,7 +291,8 @@ def parse_idempotency_key(raw: str | None) -> str | None:
 class ResultQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    format: Literal["json", "verbose_json", "text", "srt", "vtt"] = "json"
+    format: Literal["json", "verbose_json", "text", "srt", "vtt"] = Field(
+        default="json", description="json, verbose_json, text, srt or vtt")
 
 
 def parse_result_query(args: Any) -> ResultQuery:

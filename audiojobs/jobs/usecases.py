@@ -192,13 +192,13 @@ def deliveries(session: Session, principal: Principal, job_id: int) -> tuple[int
 
 
 def resend_delivery(settings: Settings, celery: Celery, principal: Principal, job_id: int,
-                    delivery_uuid: str) -> dict[str, Any]:
-    """A new delivery of the same event (new id, fresh tries and signature), sent now: its body."""
+                    delivery_uuid: str) -> WebhookDelivery:
+    """A new delivery of the same event (new id, fresh tries and signature), sent now."""
     with session_scope(settings.effective_database_url) as session:
         job = queries.get_job_for(session, job_id, principal)
         original = webhooks.delivery_of(session, job.id, delivery_uuid)
         if original is None:
             raise NotFound(f"delivery {delivery_uuid} of job {job.id} not found")
-        body = webhooks.delivery_to_dict(webhooks.resend(session, original))
+        delivery = webhooks.resend(session, original)
     webhooks.dispatch_due(settings, celery)
-    return body
+    return delivery

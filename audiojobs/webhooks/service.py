@@ -215,12 +215,3 @@ def _post(settings: Settings, url: str, body: bytes, headers: dict[str, str]) ->
             if 200 <= response.status_code < 300:
                 return response.status_code, None
             return response.status_code, f"HTTP {response.status_code}: {response.text[:MAX_LOGGED_BODY]}"
-
-
-def delivery_to_dict(delivery: WebhookDelivery) -> dict[str, Any]:
-    return {"id": delivery.uuid, "event": delivery.event, "url": delivery.url, "status": delivery.status,
-            "attempts": delivery.attempts, "next_attempt_at": _iso(delivery.next_attempt_at)
-            if delivery.status == DeliveryStatus.PENDING.value else None,
-            "last_status_code": delivery.last_status_code, "last_error": delivery.last_error,
-            "created_at": _iso(delivery.created_at), "delivered_at": _iso(delivery.delivered_at),
-            "resent_from": delivery.resent_from, "tries": delivery.log}
