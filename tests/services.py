@@ -233,6 +233,15 @@ class MediaServer:
                     pass
                 self.close_connection = True
 
+            def _special_silent(self, rest: str, query: str) -> None:
+                """/silent.mp3: takes the request and never answers (gives up after 30 s)."""
+                import time
+
+                until = time.monotonic() + 30
+                while time.monotonic() < until and not outer.stopping:
+                    time.sleep(0.1)
+                self.close_connection = True
+
             def _special_slow(self, rest: str, query: str) -> None:
                 """/slow.mp3: headers, then silence for 30 s."""
                 import time

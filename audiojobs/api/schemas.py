@@ -120,14 +120,36 @@ def parse_model(model: type[M], data: Any) -> M:
         raise _first_error(exc) from None
 
 
+# No request needs more than a few levels; deeper JSON is refused before anything walks it.
+MAX_JSON_DEPTH = 32
+
+
+def load_json(raw: bytes | str, what: str, field: str | None = None) -> Any:
+    """``raw`` parsed as JSON: 422 ``invalid_json`` if it is not JSON, 400 ``invalid_json`` if it
+    nests arrays or objects deeper than :data:`MAX_JSON_DEPTH` levels."""
+    too_deep = ValidationError(f"{what} nests JSON deeper than {MAX_JSON_DEPTH} levels", code="invalid_json",
+                               field=field, http_status=400)
+    try:
+        data = json.loads(raw)
+    except RecursionError:
+        raise too_deep from None
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationError(f"{what} is not valid JSON", code="invalid_json", field=field) from None
+    pending: list[tuple[Any, int]] = [(data, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                raise too_deep
+            pending.extend((item, depth + 1) for item in (value.values() if isinstance(value, dict) else value))
+    return data
+
+
 def parse_json_object(raw: bytes) -> dict[str, Any]:
     """The body as a JSON object, whatever Content-Type the client sent (curl -d sends a form type)."""
     if not raw.strip():
         raise ValidationError("the request body must be a JSON object", code="invalid_body")
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise ValidationError("the request body is not valid JSON", code="invalid_json") from None
+    data = load_json(raw, "the request body")
     if not isinstance(data, dict):
         raise ValidationError("the request body must be a JSON object", code="invalid_body")
     return data
@@ -230,10 +252,7 @@ def form_body(form: Any) -> dict[str, Any]:
         if name in FORM_FLAGS and value.strip().lower() in {"true", "false", "1", "0"}:
             body[name] = value.strip().lower() in {"true", "1"}
         elif name == "chunking":
-            try:
-                body[name] = json.loads(value)
-            except ValueError:
-                raise ValidationError("chunking must be a JSON object", code="invalid_json", field="chunking") from None
+            body[name] = load_json(value, "chunking", field="chunking")
         else:
             body[name] = value
     return body

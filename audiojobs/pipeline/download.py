@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
+from audiojobs.config import Settings
 from audiojobs.db import session_scope
 from audiojobs.errors import (
     ArtifactMissing,
@@ -31,6 +33,7 @@ from audiojobs.sources import Swapped, open_checked
 from audiojobs.storage import SOURCE_STEM
 
 log = logging.getLogger(__name__)
+NO_ADAPTER = re.compile(r"No connection adapters were found for '([^']+)'")
 
 
 def run(ctx: StageContext) -> Outcome:
@@ -153,7 +156,7 @@ def fetch_url(url: str, ctx: StageContext, max_bytes: int) -> Path:
             if too_long:
                 raise InvalidMedia(too_long[0])
             if proxy.cut_off:  # a stream with no length that the proxy cut looks complete to yt-dlp
-                raise _explain_failure("", proxy, max_bytes, settings.download_max_seconds)
+                raise _explain_failure("", proxy, max_bytes, settings, policy)
             downloads = (info or {}).get("requested_downloads") or []
             paths = [Path(d["filepath"]) for d in downloads if d.get("filepath")]
             if not paths or not paths[0].is_file():
@@ -163,8 +166,8 @@ def fetch_url(url: str, ctx: StageContext, max_bytes: int) -> Path:
             if paths[0].stat().st_size > max_bytes:
                 raise _too_large(max_bytes)
             return paths[0].replace(ctx.path(paths[0].name))
-        except yt_dlp.utils.DownloadError as exc:
-            raise _explain_failure(str(exc), proxy, max_bytes, settings.download_max_seconds) from None
+        except yt_dlp.utils.YoutubeDLError as exc:  # DownloadError, and RequestError (a redirect to file:)
+            raise _explain_failure(str(exc), proxy, max_bytes, settings, policy) from None
         finally:
             shutil.rmtree(download_dir, ignore_errors=True)
 
@@ -192,7 +195,8 @@ def _on_progress(progress: dict[str, Any], ctx: StageContext, max_bytes: int, pr
                         force=progress.get("status") == "finished")
 
 
-def _explain_failure(message: str, proxy: EgressProxy, max_bytes: int, max_seconds: int) -> Exception:
+def _explain_failure(message: str, proxy: EgressProxy, max_bytes: int, settings: Settings,
+                     policy: UrlPolicy) -> Exception:
     if proxy.refusals:
         first = proxy.refusals[0]
         if first.code == "host_not_found":
@@ -201,7 +205,19 @@ def _explain_failure(message: str, proxy: EgressProxy, max_bytes: int, max_secon
     if proxy.cut_off == "size":
         return _too_large(max_bytes)
     if proxy.cut_off == "time":
-        return DownloadFailed(f"the download took longer than {max_seconds} s", code="download_timeout")
+        return DownloadFailed(f"the download took longer than {settings.download_max_seconds} s "
+                              "(AUDIO_DOWNLOAD_MAX_SECONDS)", code="download_timeout")
+    # A redirect to a scheme the proxy never sees (file:, gopher:, ftp:): yt-dlp has no adapter for it.
+    elsewhere = NO_ADAPTER.search(message)
+    if elsewhere is not None:
+        try:
+            policy.check_url(elsewhere.group(1))
+        except Refused as refusal:
+            return ForbiddenSource(f"the URL redirected to a refused target: {refusal.message}")
+        return DownloadFailed(f"the URL redirected to {elsewhere.group(1).split(':', 1)[0]}:, which is not fetched")
+    if "timed out" in message.lower():
+        return TransientStageError(f"the server did not answer within {settings.download_timeout} s "
+                                   "(AUDIO_DOWNLOAD_TIMEOUT); will retry", code="download_timeout")
     return _classify_download_error(message)
 
 
@@ -210,7 +226,7 @@ def _classify_download_error(message: str) -> Exception:
     lowered = text.lower()
     if "http error 404" in lowered or "http error 410" in lowered:
         return SourceNotFound(f"the URL was not found: {text}")
-    if any(s in lowered for s in ("http error 5", "timed out", "temporary failure", "connection reset",
+    if any(s in lowered for s in ("http error 5", "temporary failure", "connection reset",
                                   "connection refused", "remote end closed")):
         return TransientStageError(f"download failed, will retry: {text}")
     if "did not get any data blocks" in lowered:

@@ -62,7 +62,7 @@ def record_event(session: Session, job: Job) -> WebhookDelivery | None:
     session.flush()  # the uuid and id go into the body
     delivery.body = json.dumps({
         "event": event, "delivery_id": delivery.uuid, "created_at": _iso(utcnow()),
-        "job": {"id": str(job.id), "uuid": job.uuid, "status": job.status, "stage": job.stage,
+        "job": {"id": job.id, "uuid": job.uuid, "status": job.status, "stage": job.stage,
                 "error_code": job.error_code, "error_message": job.error_message,
                 "owner_user_id": job.owner_user_id, "created_at": _iso(job.created_at),
                 "completed_at": _iso(job.completed_at), "media_duration_seconds": job.media_duration_seconds,

@@ -115,6 +115,7 @@ def test_openai_analysis_and_a_signed_webhook(rstack: Stack, servers: Servers) -
     body = json.loads(raw)
     assert headers["x-audiojobs-event"] == body["event"] == "job.completed"
     assert body["job"]["status"] == "completed" and body["job"]["result_url"] == f"{BASE}/{job_id}/result"
+    assert body["job"]["id"] == job_id  # an integer, as in every other response
     (first,) = wait_until(lambda: [d for d in deliveries(rstack, job_id) if d["status"] == "delivered"])
     assert first["attempts"] == 1 and first["tries"][0]["status_code"] == 200
     assert first["id"] == headers["x-audiojobs-delivery"] == body["delivery_id"]

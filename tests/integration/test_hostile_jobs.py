@@ -54,6 +54,8 @@ def test_late_refusals_fail_the_job_and_leave_nothing(hostile_stack: Stack, tmp_
     try:
         expected[_submit(stack, url=server.url("redirect?to=http://169.254.169.254/latest/meta-data/"))] = (
             "failed", "forbidden_url")
+        for elsewhere in ("file:///etc/passwd", "gopher://127.0.0.1:70/_x"):  # schemes the proxy never sees
+            expected[_submit(stack, url=server.url(f"redirect?to={elsewhere}"))] = ("failed", "forbidden_url")
         if machine_name_is_local():
             expected[_submit(stack, url=f"http://{machine_name()}/jfk.flac")] = (
                 "failed", "forbidden_url")
@@ -89,3 +91,26 @@ def test_late_refusals_fail_the_job_and_leave_nothing(hostile_stack: Stack, tmp_
     assert sorted(p.name for p in root.iterdir()) == ["good.flac", "jfk.flac", "swap-dir", "swap-file.flac",
                                                       "swap-link.flac"]  # nothing written next to the inputs
     print(f"\nlate hostile jobs failed cleanly: {sum(1 for s, _ in expected.values() if s == 'failed')}")
+
+
+def test_a_server_that_never_answers_ends_the_job_download_timeout(tmp_path_factory: pytest.TempPathFactory,
+                                                                   test_redis: RedisServer) -> None:
+    """It takes the connection and sends nothing: each try ends after AUDIO_DOWNLOAD_TIMEOUT, is
+    retried like a network blip, and the job ends ``download_timeout`` (not ``transient_error``)."""
+    tmp = tmp_path_factory.mktemp("silent")
+    extra = {"AUDIO_DOWNLOAD_TIMEOUT": "2", "AUDIO_JOBS_MAX_RETRIES": "1"}
+    with build_stack("sqlite", tmp, test_redis.url(next(_redis_dbs) % 15 + 1), None, extra_env=extra) as stack:
+        (tmp / "site").mkdir()
+        server = MediaServer(tmp / "site", port=stack.media_port)
+        worker = stack.start_worker()
+        beat = stack.start_beat()  # the reaper sends the retry when it is due
+        try:
+            job = wait_for_job(stack.client, _submit(stack, url=server.url("silent.mp3")), timeout=120)
+        finally:
+            beat.stop()
+            worker.stop()
+            server.stop()
+    assert (job["status"], job["error_code"]) == ("failed", "download_timeout"), job
+    assert job["retry_count"] == job["max_retries"] + 1 == 2  # tried, retried once, then failed
+    assert "did not answer within 2 s (AUDIO_DOWNLOAD_TIMEOUT)" in job["error_message"]
+    assert {e["code"] for e in job["attempt_errors"]} == {"download_timeout"}, job["attempt_errors"]

@@ -7,6 +7,7 @@ matches the documented schema.
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from werkzeug.test import EnvironBuilder
 
 from audiojobs.api.app import create_app
 from tests.conftest import AUTH, make_settings
@@ -133,6 +135,59 @@ def test_api_conforms_to_its_document(fuzz_app: tuple[Flask, dict[str, str]], mo
             # Nothing to get wrong: an operation without parameters or body has no invalid input.
             raw = operation.definition.raw
             assert mode is GenerationMode.NEGATIVE and not raw.get("parameters") and not raw.get("requestBody")
+
+
+def _nested(depth: int, kind: str) -> bytes:
+    inner = b'"x"'
+    return (b"[" * depth + inner + b"]" * depth) if kind == "array" else \
+        (b'{"a":' * depth + inner + b"}" * depth)
+
+
+HOSTILE_BODIES = [
+    ("deep arrays", _nested(5000, "array")), ("deep objects", _nested(5000, "object")),
+    ("33 levels", b'{"chunking": ' + _nested(32, "object") + b"}"),
+    ("non-ASCII bytes", bytes(range(128, 256)) * 64),
+    ("non-ASCII JSON", '{"url": "http://exämple.com/ä", "model": "😀", "tier": "ü", "username": "ø"}'.encode()),
+    ("large", b'{"url": "' + b"a" * (3 * 1024 * 1024) + b'"}'),
+]
+
+
+def test_hostile_bodies_on_every_json_and_multipart_endpoint(fuzz_app: tuple[Flask, dict[str, str]]) -> None:
+    """Deep, large and non-ASCII bodies on every operation that takes a body: a 4xx JSON error
+    (deep JSON: 400 invalid_json naming the depth limit), never a 5xx or a traceback."""
+    app, auth = fuzz_app
+    client = app.test_client()
+    doc = client.get("/api/v1/openapi.json").get_json()
+    tried = 0
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            content = op.get("requestBody", {}).get("content", {})
+            if not content:
+                continue
+            url = path.replace("{job_id}", "1").replace("{user_id}", "1")
+            for name, body in HOSTILE_BODIES:
+                for media_type in content:
+                    data: object = body
+                    if media_type == "multipart/form-data":
+                        data = {"file": (io.BytesIO(b"x" * 64), "a.mp3"), "chunking": body.decode("latin-1")}
+                    # Built by hand so the encoded body (a temporary file when large) is closed.
+                    builder = EnvironBuilder(path=url, method=method.upper(), data=data, headers=auth,
+                                             content_type=media_type)
+                    environ = builder.get_environ()
+                    try:
+                        resp = client.open(environ)
+                    finally:
+                        environ["wsgi.input"].close()
+                        builder.close()
+                    tried += 1
+                    assert 400 <= resp.status_code < 500, (method, path, name, media_type, resp.status_code)
+                    error = resp.get_json()["error"]
+                    assert "Traceback" not in error["message"], error
+                    if name in {"deep arrays", "deep objects", "33 levels"} and error["code"] != "multi_user_only":
+                        assert (resp.status_code, error["code"]) == (400, "invalid_json"), (path, name, error)
+                        assert "deeper than 32 levels" in error["message"]
+    print(f"\nhostile bodies tried: {tried}, 5xx seen: 0")
+    assert tried >= 40
 
 
 def test_report_fuzz_counts() -> None:

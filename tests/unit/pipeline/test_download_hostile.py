@@ -138,10 +138,21 @@ def test_endless_stream_is_cut_off_at_the_time_limit(tmp_path: Path, site: Media
     assert _leftovers(tmp_path) == []
 
 
-def test_slow_server_times_out(tmp_path: Path, site: MediaServer) -> None:
+@pytest.mark.parametrize("name", ["slow.mp3", "silent.mp3"])
+def test_a_server_that_stops_answering_is_a_download_timeout(tmp_path: Path, site: MediaServer, name: str) -> None:
+    """Headers then silence, or no answer at all: download_timeout, retried like a network blip."""
     with pytest.raises(StageError) as info:
-        download.run(_ctx(tmp_path, site.url("slow.mp3"), AUDIO_URL_ALLOW_HOSTS=site.allow_entry))
-    assert info.value.code in {"download_timeout", "transient_error"} and "timed out" in info.value.message
+        download.run(_ctx(tmp_path, site.url(name), AUDIO_URL_ALLOW_HOSTS=site.allow_entry))
+    assert (info.value.code, info.value.transient) == ("download_timeout", True)
+    assert "did not answer within 2 s (AUDIO_DOWNLOAD_TIMEOUT)" in info.value.message
+    assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("target", ["file:///etc/passwd", "gopher://127.0.0.1:70/_x", "ftp://127.0.0.1/a.mp3"])
+def test_a_redirect_to_another_scheme_is_forbidden(tmp_path: Path, site: MediaServer, target: str) -> None:
+    with pytest.raises(ForbiddenSource) as info:
+        download.run(_ctx(tmp_path, site.url(f"redirect?to={target}"), AUDIO_URL_ALLOW_HOSTS=site.allow_entry))
+    assert info.value.code == "forbidden_url" and "redirected" in info.value.message
     assert _leftovers(tmp_path) == []
 
 
