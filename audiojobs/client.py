@@ -1,9 +1,10 @@
-"""A small HTTP client of the Audio Jobs API, for the ``audiojobs submit|status|result|cancel`` commands."""
+"""A small HTTP client of the Audio Jobs API, for the ``audiojobs submit|jobs|status|result|cancel`` commands."""
 
 from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +53,11 @@ class Client:
 
     def submit(self, body: dict[str, Any]) -> dict[str, Any]:
         return self._json("POST", "/api/v1/audio/jobs/submit", body)
+
+    def jobs(self, **query: Any) -> dict[str, Any]:
+        """One page of GET /jobs: ``{"jobs", "next_cursor"}``; ``query`` as that endpoint takes it."""
+        params = urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
+        return self._json("GET", "/api/v1/audio/jobs" + (f"?{params}" if params else ""))
 
     def job(self, job_id: int) -> dict[str, Any]:
         return self._json("GET", f"/api/v1/audio/jobs/{job_id}")

@@ -6,7 +6,7 @@ import logging
 import time
 
 import redis
-from flask import Blueprint, current_app, request
+from flask import Blueprint, current_app, g, request
 from kombu.exceptions import OperationalError as BrokerError
 
 from audiojobs.api import responses as R
@@ -16,14 +16,14 @@ from audiojobs.api.schemas import (
     AdminListQuery,
     OwnerQuery,
     TierRequest,
-    parse_admin_list,
+    parse_job_list,
     parse_json_object,
     parse_model,
 )
 from audiojobs.config import Settings
 from audiojobs.db import session_scope
 from audiojobs.errors import Conflict, NotFound
-from audiojobs.jobs import queries
+from audiojobs.jobs import queries, usecases
 from audiojobs.quotas.limits import known_tiers, limits_for, tier_of
 from audiojobs.redis_client import redis_client
 from audiojobs.users import service as users
@@ -40,11 +40,15 @@ def _db_url() -> str:
 @documented(ok={200: R.JobList}, errors=(403,), tag="admin", query=AdminListQuery)
 @admin_required
 def admin_list() -> Answer:
-    """List jobs (admin)"""
-    query = parse_admin_list(request.args)
+    """List jobs (admin)
+
+    Everyone's jobs, newest first, unless owner_user_id names one user; pages as GET /jobs does.
+    """
+    query = parse_job_list(request.args, AdminListQuery)
     with session_scope(_db_url()) as session:
-        rows = queries.list_jobs(session, status=query.status, owner_user_id=query.owner_user_id, limit=query.limit)
-        return R.JobList(jobs=[R.Job.of(job) for job in rows])
+        rows, cursor = usecases.list_jobs(session, g.principal, query.where(query.owner_user_id), query.limit,
+                                          query.cursor)
+        return R.JobList(jobs=[R.Job.of(job) for job in rows], next_cursor=cursor)
 
 
 @routes.get("/jobs/admin/summary")

@@ -21,6 +21,7 @@ from audiojobs.api.reads import reader
 from audiojobs.api.schemas import (
     AnalyzeRequest,
     IdempotencyHeaders,
+    JobListQuery,
     ResultQuery,
     SubmitForm,
     SubmitRequest,
@@ -28,6 +29,7 @@ from audiojobs.api.schemas import (
     form_body,
     parse_idempotency_key,
     parse_job_id,
+    parse_job_list,
     parse_json_object,
     parse_model,
     parse_result_query,
@@ -117,6 +119,23 @@ def _accepted(job: Job, replayed: bool = False) -> Answer:
     if replayed:
         headers["Idempotent-Replayed"] = "true"
     return R.JobSummary.of(job), 202, headers
+
+
+@jobs.get("/jobs")
+@documented(ok={200: R.JobList}, errors=(403,), query=JobListQuery)
+@login_required
+def list_jobs() -> Answer:
+    """Your jobs, newest first
+
+    An admin's own, or anyone's with owner_user_id. Filter by status and created_after /
+    created_before (ISO 8601); page with limit (1-200, default 50) and the next_cursor of the previous
+    page as cursor (stable while new jobs arrive).
+    """
+    query = parse_job_list(request.args, JobListQuery)
+    where = query.where(query.owner_user_id or g.principal.user_id)
+    with session_scope(_db_url()) as session:
+        rows, cursor = usecases.list_jobs(session, g.principal, where, query.limit, query.cursor)
+        return R.JobList(jobs=[R.Job.of(job) for job in rows], next_cursor=cursor)
 
 
 @jobs.get("/jobs/<job_id>")

@@ -257,7 +257,8 @@ class Usage(_Out):
 
 
 class JobList(_Out):
-    jobs: list[Job]
+    jobs: list[Job] = Field(description="Newest first.")
+    next_cursor: str | None = Field(description="Pass as cursor for the next page; null: this is the last page.")
 
 
 class StatusSummary(_Out):

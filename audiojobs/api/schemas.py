@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any, Literal, TypeVar
 
@@ -11,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from audiojobs.analysis.registry import LLM_PROVIDERS, PROVIDER_NAMES
 from audiojobs.config import Settings
 from audiojobs.errors import ValidationError
+from audiojobs.jobs.queries import JobFilter
 from audiojobs.jobs.states import JobStatus
 from audiojobs.net.urlguard import Refused, UrlPolicy
 from audiojobs.sources import check_local_path, roots_for
@@ -19,6 +21,7 @@ from audiojobs.transcription.registry import is_allowed_model
 from audiojobs.users.principal import Principal
 
 M = TypeVar("M", bound=BaseModel)
+L = TypeVar("L", bound="JobListQuery")
 
 
 # size: (smallest, largest) per strategy, in its unit: characters, words, Whisper tokens, seconds.
@@ -77,13 +80,34 @@ class AnalyzeRequest(BaseModel):
                                         description="Your own instruction; absent: a summary and key phrases.")
 
 
-class AdminListQuery(BaseModel):
+class JobListQuery(BaseModel):
+    """``GET /jobs``: the caller's jobs (an admin's: anyone's with ``owner_user_id``), newest first."""
+
     model_config = ConfigDict(extra="ignore")
 
     status: JobStatus | None = Field(default=None, description="only jobs in this status")
+    owner_user_id: str | None = Field(default=None, min_length=1, max_length=64,
+                                      description="only this user's jobs (admins; a user may name only themself)")
+    created_after: dt.datetime | None = Field(default=None, description="ISO 8601; UTC when it names no zone")
+    created_before: dt.datetime | None = Field(default=None, description="ISO 8601; UTC when it names no zone")
+    limit: int = Field(default=50, ge=1, le=200, description="at most this many (1-200)")
+    cursor: str | None = Field(default=None, min_length=1, max_length=200,
+                               description="next_cursor of the previous page")
+
+    def where(self, owner_user_id: str | None) -> JobFilter:
+        def utc(value: dt.datetime | None) -> dt.datetime | None:
+            if value is None or value.tzinfo is not None:
+                return value
+            return value.replace(tzinfo=dt.timezone.utc)
+
+        return JobFilter(owner_user_id=owner_user_id, status=self.status, created_after=utc(self.created_after),
+                         created_before=utc(self.created_before))
+
+
+class AdminListQuery(JobListQuery):
+    """``GET /jobs/admin/list``: everyone's jobs unless ``owner_user_id`` names one user."""
+
     status_filter: JobStatus | None = Field(default=None, description="alias of status")
-    owner_user_id: str | None = Field(default=None, min_length=1, max_length=64, description="only this user's jobs")
-    limit: int = Field(default=50, ge=1, le=200, description="at most this many")
 
 
 class OwnerQuery(BaseModel):
@@ -277,17 +301,12 @@ def _chunking(options: ChunkingOptions) -> dict[str, Any]:
     return {"strategy": options.strategy, "size": options.size, "overlap": overlap}
 
 
-def parse_admin_list(args: Any) -> AdminListQuery:
-    data: dict[str, Any] = {}
-    status = args.get("status") or args.get("status_filter")
-    if status is not None:
-        data["status"] = status
-    if args.get("owner_user_id") is not None:
-        data["owner_user_id"] = args.get("owner_user_id")
-    if args.get("limit") is not None:
-        data["limit"] = args.get("limit")
-    query = parse_model(AdminListQuery, data)
-    return query
+def parse_job_list(args: Any, model: type[L]) -> L:
+    """A job list's query string (``status_filter`` is the admin list's alias of ``status``)."""
+    data = {name: args.get(name) for name in model.model_fields if args.get(name) is not None}
+    if "status" not in data and data.get("status_filter") is not None:
+        data["status"] = data["status_filter"]
+    return parse_model(model, data)
 
 
 def parse_job_id(raw: str, field: str = "job_id") -> int:

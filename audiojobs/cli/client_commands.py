@@ -1,4 +1,4 @@
-"""The client commands: ``audiojobs submit | status | result | cancel`` talk to a running API."""
+"""The client commands: ``audiojobs submit | jobs | status | result | cancel`` talk to a running API."""
 
 from __future__ import annotations
 
@@ -145,4 +145,48 @@ def cancel(job_id: int, server: str | None, api_key: str | None) -> None:
     click.echo(f"job {job['id']}: {job['status']}")
 
 
-COMMANDS = (submit, status, result, cancel)
+@click.command()
+@click.option("--status", "status_", default=None, help="Only jobs in this status (queued, processing, completed, "
+                                                        "failed, cancelled).")
+@click.option("--since", default=None, help="Only jobs created at or after this time (ISO 8601; UTC by default).")
+@click.option("--limit", type=click.IntRange(1, 200), default=20, show_default=True, help="Jobs per page.")
+@click.option("--all", "all_pages", is_flag=True, help="Every page, not only the newest.")
+@click.option("--owner", default=None, help="Another user's jobs (admins).")
+@_client_options
+def jobs(status_: str | None, since: str | None, limit: int, all_pages: bool, owner: str | None,
+         server: str | None, api_key: str | None) -> None:
+    """Your jobs, newest first, as a table."""
+    client = _client(server, api_key)
+    rows: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page = _call(lambda after=cursor: client.jobs(status=status_, created_after=since, limit=limit,
+                                                      cursor=after, owner_user_id=owner))
+        rows += page["jobs"]
+        cursor = page["next_cursor"]
+        if cursor is None or not all_pages:
+            break
+    click.echo(jobs_table(rows))
+    if cursor is not None:
+        click.echo(f"(newest {len(rows)}; --all for every page)", err=True)
+
+
+def _source(job: dict[str, Any]) -> str:
+    payload = job.get("payload") or {}
+    upload = payload.get("upload") or {}
+    return str(payload.get("url") or Path(payload.get("local_path") or "").name or upload.get("filename") or "")
+
+
+def jobs_table(rows: list[dict[str, Any]]) -> str:
+    """Jobs as aligned columns: id, status, stage, progress, created (UTC), source, error."""
+    header = ("ID", "STATUS", "STAGE", "PROGRESS", "CREATED (UTC)", "SOURCE", "ERROR")
+    lines = [header] + [
+        (str(job["id"]), job["status"], job["stage"] or "", f"{job['progress']:g}%",
+         (job["created_at"] or "")[:19].replace("T", " "), _source(job)[:48], job["error_code"] or "")
+        for job in rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+                     for line in lines)
+
+
+COMMANDS = (submit, jobs, status, result, cancel)

@@ -3,6 +3,9 @@ counts, and which jobs are final."""
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
+
 import sqlalchemy as sa
 from sqlalchemy import orm
 from sqlalchemy.orm import Session
@@ -38,12 +41,30 @@ def get_job_for(session: Session, job_id: int, principal: Principal, with_runs: 
     return job
 
 
-def list_jobs(session: Session, *, status: JobStatus | None, owner_user_id: str | None, limit: int) -> list[Job]:
-    query = sa.select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
-    if status is not None:
-        query = query.where(Job.status == status.value)
-    if owner_user_id is not None:
-        query = query.where(Job.owner_user_id == owner_user_id)
+@dataclass(frozen=True)
+class JobFilter:
+    """Which jobs a list shows: one owner's (None: everyone's), one status, a creation window."""
+
+    owner_user_id: str | None = None
+    status: JobStatus | None = None
+    created_after: dt.datetime | None = None
+    created_before: dt.datetime | None = None
+
+
+def list_jobs(session: Session, where: JobFilter, limit: int, before_id: int | None = None) -> list[Job]:
+    """Newest first (by id, the order of submission), at most ``limit``, only ids below ``before_id``:
+    a keyset page, stable however many jobs arrive while a client pages through."""
+    query = sa.select(Job).order_by(Job.id.desc()).limit(limit)
+    if before_id is not None:
+        query = query.where(Job.id < before_id)
+    if where.status is not None:
+        query = query.where(Job.status == where.status.value)
+    if where.owner_user_id is not None:
+        query = query.where(Job.owner_user_id == where.owner_user_id)
+    if where.created_after is not None:
+        query = query.where(Job.created_at >= where.created_after)
+    if where.created_before is not None:
+        query = query.where(Job.created_at < where.created_before)
     return list(session.scalars(query))
 
 

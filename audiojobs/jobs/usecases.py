@@ -7,6 +7,7 @@ parse, call one of them and serialise. Nothing here knows Flask: the caller pass
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import logging
 import os
@@ -26,11 +27,13 @@ from audiojobs.db import session_scope, utcnow
 from audiojobs.errors import (
     AudioJobsError,
     Conflict,
+    Forbidden,
     NotFound,
     PayloadTooLarge,
     QuotaExceeded,
     ServiceUnavailable,
     TooManyRequests,
+    ValidationError,
 )
 from audiojobs.jobs import admission, idempotency, queries, service
 from audiojobs.jobs.models import Analysis, Job, Transcript, TranscriptChunk
@@ -183,6 +186,38 @@ def stored_result(session: Session, job: Job) -> tuple[Transcript, list[Transcri
         sa.select(TranscriptChunk).where(TranscriptChunk.job_id == job.id).order_by(TranscriptChunk.chunk_index)))
     analysis = session.scalar(sa.select(Analysis).where(Analysis.job_id == job.id))
     return transcript, chunks, analysis
+
+
+CURSOR_PREFIX = "j1:"  # the cursor's version: what follows is the last id of the page
+
+
+def list_jobs(session: Session, principal: Principal, where: queries.JobFilter, limit: int,
+              cursor: str | None) -> tuple[list[Job], str | None]:
+    """A page of jobs, newest first, and the cursor of the next page (None: this was the last).
+    Users see their own jobs only; ``where.owner_user_id`` names someone else's for admins."""
+    if where.owner_user_id is not None and where.owner_user_id != principal.user_id and not principal.is_admin:
+        raise Forbidden("only admins list other users' jobs", field="owner_user_id")
+    rows = queries.list_jobs(session, where, limit + 1, before_id=_cursor_id(cursor))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (_encode_cursor(rows[-1].id) if more and rows else None)
+
+
+def _encode_cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(f"{CURSOR_PREFIX}{last_id}".encode()).decode().rstrip("=")
+
+
+def _cursor_id(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+    except (ValueError, UnicodeDecodeError):
+        text = ""
+    digits = text.removeprefix(CURSOR_PREFIX)
+    if not text.startswith(CURSOR_PREFIX) or not digits.isdigit() or len(digits) > 18:
+        raise ValidationError("cursor is not a next_cursor this API gave", code="invalid_cursor", field="cursor")
+    return int(digits)
 
 
 def deliveries(session: Session, principal: Principal, job_id: int) -> tuple[int, list[WebhookDelivery]]:

@@ -280,6 +280,15 @@ def test_cli_client_submits_waits_and_writes_subtitles(stack: Stack) -> None:
         text = cli("result", job_id, "--format", "text")
         print(f"$ audiojobs status {job_id}\n{status.stdout}$ audiojobs result {job_id} --format text\n{text.stdout}")
         assert word_error_rate(JFK_TEXT, text.stdout) <= 0.1
+        listed = cli("jobs", "--limit", "2", "--all")
+        print(f"$ audiojobs jobs --limit 2 --all\n{listed.stdout}")
+        header, *rows = listed.stdout.splitlines()
+        assert listed.returncode == 0 and header.split()[:4] == ["ID", "STATUS", "STAGE", "PROGRESS"], listed.stdout
+        mine = [row.split() for row in rows if row.split()[0] == job_id]
+        assert mine and mine[0][1:4] == ["completed", "audio_store", "100%"] and "speech.flac" in mine[0]
+        assert len(rows) == len(stack.client.get("/api/v1/audio/jobs?limit=200", headers=AUTH).get_json()["jobs"])
+        failed = cli("jobs", "--status", "failed", "--all").stdout.splitlines()[1:]
+        assert all(row.split()[1] == "failed" for row in failed) and job_id not in [r.split()[0] for r in failed]
         refused = cli("cancel", job_id)
         assert refused.returncode == 1 and "Error:" in refused.stderr and "Traceback" not in refused.stderr
         missing = cli("status", "999999")
