@@ -9,6 +9,8 @@ later. ``config`` stays below every feature package (it imports none of them).
 
 from __future__ import annotations
 
+from limits import parse_many
+
 from audiojobs.analysis.registry import PROVIDER_NAMES
 from audiojobs.config import Settings
 from audiojobs.errors import ConfigError
@@ -28,6 +30,13 @@ def check_settings(settings: Settings) -> Settings:
     if unknown:
         raise ConfigError(f"AUDIO_WORKER_STAGES: unknown stage(s) {', '.join(sorted(unknown))}")
     UrlPolicy.from_settings(settings)  # raises ConfigError naming a bad host entry
+    rates = (("AUDIO_RATE_LIMIT", settings.rate_limit), ("AUDIO_LOGIN_RATE_LIMIT", settings.login_rate_limit),
+             ("AUDIO_LOGIN_ADDRESS_RATE_LIMIT", settings.login_address_rate_limit))
+    for name, value in rates:
+        try:
+            parse_many(value) if value else None
+        except ValueError:
+            raise ConfigError(f"{name}: {value!r} is not a rate such as 600/minute or 10/second;1000/hour") from None
     if settings.analysis_default_api not in PROVIDER_NAMES:
         raise ConfigError(f"AUDIO_ANALYSIS_DEFAULT_API: unknown provider {settings.analysis_default_api!r}; "
                           f"known: {', '.join(sorted(PROVIDER_NAMES))}")

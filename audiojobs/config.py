@@ -119,6 +119,14 @@ class Settings:
                                      "signs JWTs in multi_user mode; empty = the one in var/jwt_secret")
     jwt_access_minutes: int = setting("AUDIOJOBS_JWT_ACCESS_MINUTES", _parse_int(1), "15", "access token lifetime")
     jwt_refresh_days: int = setting("AUDIOJOBS_JWT_REFRESH_DAYS", _parse_int(1), "30", "refresh token lifetime")
+    rate_limit: str = setting("AUDIO_RATE_LIMIT", _parse_str, "600/minute",
+                              "requests per API key or user (per client address without one) across all API "
+                              "processes, e.g. 600/minute or 10/second;1000/hour; empty: no limit")
+    login_rate_limit: str = setting("AUDIO_LOGIN_RATE_LIMIT", _parse_str, "5/minute;30/hour",
+                                    "failed logins per username; past it the username is locked out for the "
+                                    "rest of the window; empty: no limit")
+    login_address_rate_limit: str = setting("AUDIO_LOGIN_ADDRESS_RATE_LIMIT", _parse_str, "20/minute;200/hour",
+                                            "failed logins per client address; empty: no limit")
     default_tier: str = setting("AUDIOJOBS_DEFAULT_TIER", _parse_str, "free", "tier of a new user")
     tier_limits_json: str | None = setting(
         "AUDIO_TIER_LIMITS_JSON", _parse_optional_str, "",

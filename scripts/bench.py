@@ -136,6 +136,7 @@ class Stack:
                     "AUDIOJOBS_JWT_SECRET": "b" * 40, "AUDIO_TIER_LIMITS_JSON": TIERS,
                     "AUDIOJOBS_DEFAULT_TIER": "bench", "AUDIOJOBS_SINGLE_USER_TIER": "bench",
                     "AUDIO_MAX_QUEUED_PER_USER": "1000000", "AUDIO_LOCAL_ROOTS": str(self.media_root),
+                    "AUDIO_RATE_LIMIT": "",  # the benchmark measures the pipeline, not the abuse limits
                     "AUDIOJOBS_PORT": str(self.api_port), "AUDIOJOBS_API_WORKERS": str(api_workers),
                     "AUDIOJOBS_LOG_LEVEL": "warning", "AUDIO_WHISPER_CPU_THREADS": str(cpu_threads),
                     **(extra_env or {})}

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, g, request
 from flask_jwt_extended import create_access_token, create_refresh_token
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from audiojobs.api import responses as R
-from audiojobs.api.auth import current_settings, decode_jwt, login_required, multi_user_only
+from audiojobs.api import tokens
+from audiojobs.api.auth import current_settings, current_version, decode_jwt, login_required, multi_user_only
 from audiojobs.api.openapi import Answer, documented
 from audiojobs.api.schemas import KeysQuery, parse_job_id, parse_json_object, parse_model
 from audiojobs.db import session_scope
@@ -31,14 +34,34 @@ class KeyRequest(BaseModel):
     user_id: int | None = None
 
 
-def _tokens(user: User, refresh: bool = True) -> R.Tokens:
+class PasswordRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=1, max_length=1024,
+                              description=f"{users.MIN_PASSWORD} to {users.MAX_PASSWORD} characters")
+
+
+def _tokens(user: User | users.Caller, refresh: bool = True) -> R.Tokens:
     settings = current_settings()
-    claims = {"role": user.role}
-    tokens = R.Tokens(access_token=create_access_token(identity=str(user.id), additional_claims=claims),
+    user_id = user.id if isinstance(user, User) else user.user_id
+    version = {"ver": user.token_version}
+    tokens = R.Tokens(access_token=create_access_token(identity=str(user_id),
+                                                       additional_claims={"role": user.role, **version}),
                       token_type="bearer", expires_in=settings.jwt_access_minutes * 60)  # noqa: S106 (a scheme)
     if refresh:
-        tokens.refresh_token = create_refresh_token(identity=str(user.id))
+        tokens.refresh_token = create_refresh_token(identity=str(user_id), additional_claims=version)
     return tokens
+
+
+def _refresh_claims() -> dict[str, Any]:
+    """The refresh token in ``Authorization: Bearer``: valid, and not logged out."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("send the refresh token as Authorization: Bearer <token>")
+    claims = decode_jwt(token.strip(), "refresh")
+    if tokens.is_revoked(current_settings(), claims.get("jti", "")):
+        raise Unauthorized("this refresh token was revoked (logged out); log in again", code="token_revoked")
+    return claims
 
 
 @accounts.post("/login")
@@ -61,17 +84,57 @@ def login() -> Answer:
 def refresh() -> Answer:
     """A new access token for a refresh token (Authorization: Bearer)"""
     multi_user_only()
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("send the refresh token as Authorization: Bearer <token>")
-    claims = decode_jwt(token.strip(), "refresh")
+    claims = _refresh_claims()
     with session_scope(current_settings().effective_database_url) as session:
-        user = users.get_user(session, claims.get("sub", ""))
-        if user is None:
+        caller = users.caller(session, claims.get("sub", ""))
+        if caller is None:
             raise Unauthorized("invalid token", code="invalid_token")
-        if user.disabled:
+        if caller.disabled:
             raise Unauthorized("this user is disabled", code="user_disabled")
-        return _tokens(user, refresh=False)
+        return _tokens(current_version(caller, claims), refresh=False)
+
+
+@accounts.post("/logout")
+@documented(ok={204: None}, errors=(401, 404), auth=False, tag="auth")
+def logout() -> Answer:
+    """Log out: revoke the refresh token (Authorization: Bearer <refresh token>)
+
+    The refresh token is refused from now on, by every API process; the access tokens already issued
+    run out on their own (AUDIOJOBS_JWT_ACCESS_MINUTES). Logging out twice is no error.
+    """
+    multi_user_only()
+    claims = _refresh_claims() if not _already_revoked() else None
+    if claims is not None:
+        tokens.revoke(current_settings(), claims.get("jti", ""), int(claims.get("exp", 0)))
+    return "", 204
+
+
+def _already_revoked() -> bool:
+    try:
+        _refresh_claims()
+    except Unauthorized as exc:
+        return exc.code == "token_revoked"
+    return False
+
+
+@accounts.post("/password")
+@documented(ok={200: R.Tokens}, errors=(401, 403, 404), tag="auth", json=PasswordRequest)
+@login_required
+def change_password() -> Answer:
+    """Change your password
+
+    Needs the current password. Every token issued before (access and refresh, on every device) is
+    refused at once; the answer carries new tokens for this session. API keys stay valid.
+    """
+    multi_user_only()
+    req = parse_model(PasswordRequest, parse_json_object(request.get_data(cache=False)))
+    with session_scope(current_settings().effective_database_url) as session:
+        user = users.get_user(session, g.principal.user_id)
+        if user is None:
+            raise Unauthorized("invalid credentials")
+        users.change_password(session, user, req.current_password, req.new_password)
+        session.flush()
+        return _tokens(user)
 
 
 def _target_user(session: Session, requested: int | None) -> User:

@@ -16,7 +16,7 @@ from flask import Flask
 from flask_jwt_extended import JWTManager
 
 from audiojobs import api
-from audiojobs.api import admin, openapi, quotas, webhooks
+from audiojobs.api import admin, openapi, quotas, ratelimits, webhooks
 from audiojobs.api.accounts import accounts
 from audiojobs.api.health import health
 from audiojobs.api.jobs import jobs
@@ -53,6 +53,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(accounts, url_prefix="/api/v1/auth")
     app.register_blueprint(health)
     openapi.init_app(app)
+    ratelimits.init_app(app, settings)
     return app
 
 

@@ -3,7 +3,8 @@
 ``AUTH_MODE=single_user``: one API key (``X-API-KEY`` or ``Authorization: Bearer <key>``), whose
 user is an admin. ``AUTH_MODE=multi_user``: a JWT access token (``Authorization: Bearer <jwt>``,
 from ``POST /api/v1/auth/login``) or a per-user API key (``X-API-KEY``, or Bearer). The user is
-loaded on every request, so a disabled user or a revoked key stops working at once.
+loaded on every request, so a disabled user, a revoked key, or a token issued before a password
+change or a disable (``users.token_version``) stops working at once, in every API process.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="audiojobs"'}
 
 
-def _bearer() -> str | None:
+def bearer_token() -> str | None:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
@@ -37,10 +38,10 @@ def _bearer() -> str | None:
 
 def presented_key() -> str | None:
     key = request.headers.get("X-API-KEY")
-    return key.strip() if key else _bearer()
+    return key.strip() if key else bearer_token()
 
 
-def _looks_like_jwt(token: str) -> bool:
+def looks_like_jwt(token: str) -> bool:
     return token.count(".") == 2
 
 
@@ -55,6 +56,15 @@ def decode_jwt(token: str, expected_type: str) -> dict[str, Any]:
     if claims.get("type") != expected_type:
         raise Unauthorized(f"an {expected_type} token is required", code="invalid_token", headers=CHALLENGE)
     return claims
+
+
+def current_version(caller: users.Caller, claims: dict[str, Any]) -> users.Caller:
+    """The token was issued under the user's current token version: not before a password change or
+    a disable (tokens from before token versions carry none: version 0)."""
+    if claims.get("ver", 0) != caller.token_version:
+        raise Unauthorized("the token was revoked (the password changed or the user was disabled); log in again",
+                           code="token_revoked", headers=CHALLENGE)
+    return caller
 
 
 def _active(caller: users.Caller | None, how: str) -> users.Caller:
@@ -75,18 +85,18 @@ def authenticate(settings: Settings) -> Principal:
             raise Unauthorized("invalid API key", headers=CHALLENGE)
         return Principal(user_id=settings.single_user_id, is_admin=True, tier=settings.single_user_tier)
     header_key = request.headers.get("X-API-KEY", "").strip()
-    bearer = _bearer()
+    bearer = bearer_token()
     if not header_key and not bearer:
         raise Unauthorized("missing credentials: send Authorization: Bearer <token> or X-API-KEY", headers=CHALLENGE)
     touch = None
     session = reader(settings.effective_database_url)
-    if header_key or (bearer and not _looks_like_jwt(bearer)):
+    if header_key or (bearer and not looks_like_jwt(bearer)):
         key = header_key or bearer or ""
         user = _active(users.caller_for_api_key(session, key), "API key")
         touch = key if user.record_use else None
     else:
         claims = decode_jwt(bearer or "", "access")
-        user = _active(users.caller(session, claims.get("sub", "")), "token")
+        user = current_version(_active(users.caller(session, claims.get("sub", "")), "token"), claims)
     principal = Principal(user_id=str(user.user_id), is_admin=user.is_admin, tier=user.tier)
     if touch is not None:
         with session_scope(settings.effective_database_url) as session:

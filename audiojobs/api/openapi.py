@@ -45,10 +45,10 @@ ERROR_TEXT = {
     413: "The request body or the file is too large.",
     415: "Unsupported media type.",
     422: "A field is missing or invalid; `error.field` names it.",
-    429: "Too many queued jobs (Retry-After).",
+    429: "Over a rate limit, or too many queued jobs (Retry-After).",
     503: "The database or the queue is unavailable (Retry-After).",
 }
-ALWAYS_ERRORS = {405, 422, 503}
+ALWAYS_ERRORS = {405, 422, 429, 503}  # 429: AUDIO_RATE_LIMIT
 
 # Tags in reading order: Swagger UI shows the groups, and the operations in each, in this order
 # (the operations in the order their blueprints register them: submit first).

@@ -20,6 +20,9 @@ class User(Base):
     tier: Mapped[str] = mapped_column(sa.String(32), nullable=False)
     disabled: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False, server_default=sa.false())
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    # Every token carries the version it was issued under; a password change or disabling the user
+    # moves it on, and every token issued before is refused at once (every API process reads it here).
+    token_version: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0, server_default="0")
 
     @property
     def is_admin(self) -> bool:

@@ -14,12 +14,13 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from audiojobs.config import Settings
 from audiojobs.db import utcnow
-from audiojobs.errors import Conflict, NotFound, ValidationError
+from audiojobs.errors import Conflict, NotFound, Unauthorized, ValidationError
 from audiojobs.users.models import ApiKey, User
 
 USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 KEY_PREFIX = "aj_"
 MIN_PASSWORD = 8
+MAX_PASSWORD = 1024
 
 
 def hash_key(key: str) -> str:
@@ -111,6 +112,7 @@ class Caller(NamedTuple):
     role: str
     disabled: bool
     tier: str
+    token_version: int = 0
     record_use: bool = False  # the API key's last use is due to be recorded (see touch_key)
 
     @property
@@ -119,7 +121,7 @@ class Caller(NamedTuple):
 
 
 # Built once: every authenticated request runs it.
-_CALLER_BY_KEY = (sa.select(User.id, User.role, User.disabled, User.tier, ApiKey.last_used_at)
+_CALLER_BY_KEY = (sa.select(User.id, User.role, User.disabled, User.tier, User.token_version, ApiKey.last_used_at)
                   .join(User, User.id == ApiKey.user_id)
                   .where(ApiKey.key_hash == sa.bindparam("key_hash"), ApiKey.revoked_at.is_(None)))
 
@@ -130,8 +132,8 @@ def caller_for_api_key(session: Session, key: str) -> Caller | None:
     found = session.execute(_CALLER_BY_KEY, {"key_hash": hash_key(key)}).first()
     if found is None:
         return None
-    user_id, role, disabled, tier, last = found
-    return Caller(user_id, role, disabled, tier, last is None or utcnow() - last >= LAST_USED_RESOLUTION)
+    user_id, role, disabled, tier, version, last = found
+    return Caller(user_id, role, disabled, tier, version, last is None or utcnow() - last >= LAST_USED_RESOLUTION)
 
 
 def caller(session: Session, user_id: str | int) -> Caller | None:
@@ -139,7 +141,8 @@ def caller(session: Session, user_id: str | int) -> Caller | None:
         numeric = int(user_id)
     except (TypeError, ValueError):
         return None
-    found = session.execute(sa.select(User.id, User.role, User.disabled, User.tier).where(User.id == numeric)).first()
+    found = session.execute(sa.select(User.id, User.role, User.disabled, User.tier, User.token_version)
+                            .where(User.id == numeric)).first()
     return Caller(*found) if found is not None else None
 
 
@@ -160,4 +163,24 @@ def set_tier(session: Session, user: User, tier: str, known_tiers: set[str]) -> 
 
 
 def set_disabled(session: Session, user: User, disabled: bool) -> None:
+    """Disabling refuses the user's every token issued so far, for good (enabling does not revive them)."""
     user.disabled = disabled
+    if disabled:
+        revoke_tokens(user)
+
+
+def revoke_tokens(user: User) -> None:
+    user.token_version += 1
+
+
+def change_password(session: Session, user: User, current: str, new: str) -> None:
+    """Replace the password (the current one must be right): every token issued before is refused."""
+    if not user.password_hash or not check_password_hash(user.password_hash, current):
+        raise Unauthorized("the current password is wrong", code="invalid_credentials")
+    if not MIN_PASSWORD <= len(new) <= MAX_PASSWORD:
+        raise ValidationError(f"new_password: {MIN_PASSWORD} to {MAX_PASSWORD} characters", code="invalid_value",
+                              field="new_password")
+    if new == current:
+        raise ValidationError("new_password is the current password", code="invalid_value", field="new_password")
+    user.password_hash = generate_password_hash(new)
+    revoke_tokens(user)

@@ -20,7 +20,7 @@ from audiojobs.db import session_scope
 from audiojobs.embedded_redis import free_port
 from audiojobs.jobs.models import Job
 from audiojobs.migrate import upgrade
-from tests.conftest import API_KEY, _redis_dbs
+from tests.conftest import API_KEY, NO_RATE_LIMITS, _redis_dbs
 from tests.services import JFK_FLAC, BeatProcess, PostgresServer, RedisServer, WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -85,6 +85,7 @@ def stack_env(db_url: str, redis_url: str, tmp: Path, media_root: Path) -> dict[
         # decoded in batches they would be done in seconds. Batching has its own tests
         # (tests/unit/transcription/test_backends.py, the benchmark smoke run).
         "AUDIO_WHISPER_BATCH_SIZE": "0",
+        **NO_RATE_LIMITS,
     })
 
 

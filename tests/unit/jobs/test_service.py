@@ -205,7 +205,7 @@ def test_queries(db_url: str) -> None:
     a1, _b1, a2 = _create(db_url, "a"), _create(db_url, "b"), _create(db_url, "a")
     _begin(db_url, a2)
     with session_scope(db_url) as s:
-        assert [j.id for j in queries.list_jobs(s, status=None, owner_user_id="a", limit=10)] == [a2, a1]
+        assert [j.id for j in queries.list_jobs(s, queries.JobFilter(owner_user_id="a"), limit=10)] == [a2, a1]
         assert queries.count_by_status(s, owner_user_id=None)["queued"] == 2
         assert queries.count_processing(s, "a") == 1
         assert queries.final_job_ids(s, [a1, a2, 12345]) == {12345}
