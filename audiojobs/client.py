@@ -7,7 +7,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import httpx
 
 
 class ClientError(Exception):
@@ -18,6 +21,16 @@ class ClientError(Exception):
         self.message = message
         self.status = status
         self.code = code
+
+
+def _refusal(status: int, raw: bytes) -> ClientError:
+    """The server's JSON error as a ClientError (its message, the field at fault, its code)."""
+    try:
+        error = json.loads(raw)["error"]
+        field = f" ({error['field']})" if error.get("field") else ""
+        return ClientError(f"{error['message']}{field}", status, error.get("code"))
+    except (ValueError, KeyError, TypeError):
+        return ClientError(f"HTTP {status} from the server", status)
 
 
 @dataclass(frozen=True)
@@ -36,15 +49,28 @@ class Client:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310 - the user's server URL
                 return resp.status, resp.read(), resp.headers.get_content_type()
         except urllib.error.HTTPError as exc:
-            raw = exc.read()
-            try:
-                error = json.loads(raw)["error"]
-                field = f" ({error['field']})" if error.get("field") else ""
-                raise ClientError(f"{error['message']}{field}", exc.code, error.get("code")) from None
-            except (ValueError, KeyError, TypeError):
-                raise ClientError(f"HTTP {exc.code} from the server", exc.code) from None
+            raise _refusal(exc.code, exc.read()) from None
         except (urllib.error.URLError, OSError) as exc:
             raise ClientError(f"cannot reach {self.server}: {getattr(exc, 'reason', exc)}") from None
+
+    def upload(self, path: Path, fields: dict[str, Any]) -> dict[str, Any]:
+        """Submit the file at ``path`` as a multipart upload (streamed, not read into memory), with
+        the other submit options as form fields; the job summary."""
+        form = {name: json.dumps(value) if isinstance(value, dict) else str(value).lower()
+                if isinstance(value, bool) else str(value) for name, value in fields.items()}
+        try:
+            with path.open("rb") as media:
+                resp = httpx.post(f"{self.server.rstrip('/')}/api/v1/audio/jobs/submit", data=form,
+                                  files={"file": (path.name, media)}, headers={"X-API-KEY": self.api_key},
+                                  timeout=httpx.Timeout(self.timeout, write=None))
+        except OSError as exc:
+            raise ClientError(f"cannot read {path}: {exc.strerror or exc}") from None
+        except httpx.HTTPError as exc:
+            raise ClientError(f"cannot reach {self.server}: {exc}") from None
+        if resp.status_code >= 400:
+            raise _refusal(resp.status_code, resp.content)
+        result: dict[str, Any] = resp.json()
+        return result
 
     def _json(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         _status, raw, _type = self._request(method, path, body)

@@ -234,11 +234,12 @@ def flower_cmd(settings: Settings, basic_auth: str) -> list[str]:
     return cmd
 
 
-def default_local_roots(settings: Settings, repo_root: Path) -> tuple[str, ...]:
-    """run-local's roots when AUDIO_LOCAL_ROOTS is unset: var/inbox, your home, the sample audio."""
+def default_local_roots(settings: Settings, repo_root: Path, with_home: bool = False) -> tuple[str, ...]:
+    """run-local's roots when AUDIO_LOCAL_ROOTS is unset: var/inbox and the sample audio; your home
+    directory only when asked (``--with-home``)."""
     roots = [str(settings.var_path / "inbox")]
     home = Path.home()
-    if home.is_dir() and home != Path("/"):
+    if with_home and home.is_dir() and home != Path("/"):
         roots.append(str(home))
     samples = (repo_root.parent / "shared" / "fixtures" / "audio").resolve()
     if samples.is_dir():
@@ -261,7 +262,7 @@ def wait_for_http(url: str, timeout: float, proc: subprocess.Popen[bytes]) -> No
     raise ConfigError(f"the API did not answer at {url} within {timeout:.0f} s")
 
 
-def run_up(settings: Settings, repo_root: Path) -> int:
+def run_up(settings: Settings, repo_root: Path, with_home: bool = False) -> int:
     var = settings.var_path
     var.mkdir(parents=True, exist_ok=True)
     sup = Supervisor()
@@ -282,7 +283,7 @@ def run_up(settings: Settings, repo_root: Path) -> int:
         api_key = settings.api_key or read_or_create_secret(api_key_path(var))
         key_note = "AUDIOJOBS_API_KEY" if settings.api_key else f"kept in {api_key_path(var)}"
         flower_auth = settings.flower_basic_auth or read_or_create_secret(flower_auth_path(var), make="userpass")
-        roots = settings.local_roots or default_local_roots(settings, repo_root)
+        roots = settings.local_roots or default_local_roots(settings, repo_root, with_home)
         for root in roots:
             if root.startswith(str(var)):
                 Path(root).mkdir(parents=True, exist_ok=True)

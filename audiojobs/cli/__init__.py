@@ -37,13 +37,15 @@ def main() -> None:
 
 
 @main.command()
-def up() -> None:
+@click.option("--with-home", is_flag=True, help="Let local_path point into your home directory too (when "
+              "AUDIO_LOCAL_ROOTS is unset; by default var/inbox and the sample audio).")
+def up(with_home: bool) -> None:
     """Run the whole system locally: Redis, migrations, API, worker, beat and Flower."""
     from audiojobs.local_stack import run_up
 
     repo_root = Path(__file__).resolve().parents[2]  # audiojobs/cli/__init__.py -> the repository
     try:
-        code = run_up(_settings(), repo_root)
+        code = run_up(_settings(), repo_root, with_home)
     except ConfigError as exc:
         raise click.ClickException(exc.message) from None
     sys.exit(code)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
@@ -63,15 +64,13 @@ def _write_result(text: str, fmt: str, output: str | None) -> None:
 @_client_options
 def submit(source: str, wait: bool, fmt: str, output: str | None, model: str | None, language: str | None,
            word_timestamps: bool, server: str | None, api_key: str | None) -> None:
-    """Submit FILE_OR_URL: a URL, or a file on the server's disk (inside AUDIO_LOCAL_ROOTS)."""
+    """Submit FILE_OR_URL: a URL, or a file. A file the server can read in place (it runs on this
+    machine and the file is inside its AUDIO_LOCAL_ROOTS) is sent as local_path; any other is uploaded."""
     client = _client(server, api_key)
-    body: dict[str, Any] = {"url": source} if "://" in source else {"local_path": str(Path(source).resolve())}
-    for name, value in (("model", model), ("language", language)):
-        if value:
-            body[name] = value
+    options: dict[str, Any] = {name: value for name, value in (("model", model), ("language", language)) if value}
     if word_timestamps:
-        body["word_timestamps"] = True
-    job = _call(lambda: client.submit(body))
+        options["word_timestamps"] = True
+    job = _call(lambda: _submit(client, source, options))
     click.echo(f"job {job['id']} {job['status']}", err=True)
     if not wait:
         click.echo(job["id"])
@@ -83,6 +82,27 @@ def submit(source: str, wait: bool, fmt: str, output: str | None, model: str | N
     if output is None and fmt in {"srt", "vtt"} and "://" not in source:
         output = str(Path(source).with_suffix(SUFFIXES[fmt]).name)
     _write_result(_call(lambda: client.result(int(job["id"]), fmt)), fmt, output)
+
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+def _submit(client: Any, source: str, options: dict[str, Any]) -> dict[str, Any]:
+    from audiojobs.client import ClientError
+
+    if "://" in source:
+        return dict(client.submit({"url": source, **options}))
+    path = Path(source).resolve()
+    if not path.is_file():
+        raise ClientError(f"{source}: no such file")
+    if urlsplit(client.server).hostname in LOOPBACK:
+        try:
+            return dict(client.submit({"local_path": str(path), **options}))
+        except ClientError as refusal:
+            if refusal.code != "local_path_forbidden":
+                raise
+    click.echo(f"uploading {path.name} ({path.stat().st_size / 1e6:.1f} MB)", err=True)
+    return dict(client.upload(path, options))
 
 
 def _follow(client: Any, job_id: int) -> dict[str, Any]:

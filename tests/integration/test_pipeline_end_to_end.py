@@ -289,6 +289,17 @@ def test_cli_client_submits_waits_and_writes_subtitles(stack: Stack) -> None:
         assert len(rows) == len(stack.client.get("/api/v1/audio/jobs?limit=200", headers=AUTH).get_json()["jobs"])
         failed = cli("jobs", "--status", "failed", "--all").stdout.splitlines()[1:]
         assert all(row.split()[1] == "failed" for row in failed) and job_id not in [r.split()[0] for r in failed]
+        # A file outside the server's roots is uploaded instead (as it would be to another machine).
+        outside = stack.tmp / "elsewhere" / "talk.flac"
+        outside.parent.mkdir(exist_ok=True)
+        shutil.copy(JFK_FLAC, outside)
+        uploaded = cli("submit", str(outside), "--wait", "--format", "text")
+        assert uploaded.returncode == 0, uploaded.stderr
+        assert "uploading talk.flac" in uploaded.stderr and word_error_rate(JFK_TEXT, uploaded.stdout) <= 0.1
+        job = stack.client.get("/api/v1/audio/jobs?limit=1", headers=AUTH).get_json()["jobs"][0]
+        assert job["payload"]["upload"]["filename"] == "talk.flac" and job["payload"]["local_path"] is None, job
+        missing_file = cli("submit", str(stack.tmp / "no-such.flac"))
+        assert missing_file.returncode == 1 and "no such file" in missing_file.stderr
         refused = cli("cancel", job_id)
         assert refused.returncode == 1 and "Error:" in refused.stderr and "Traceback" not in refused.stderr
         missing = cli("status", "999999")

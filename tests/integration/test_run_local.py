@@ -95,7 +95,7 @@ def test_up_serves_the_whole_system_on_embedded_defaults(tmp_path: Path) -> None
     try:
         key = wait_for_output(log, r"API key\s+(\S+)", proc, 90).group(1)
         roots = wait_for_output(log, r"Local roots\s+(\S+)", proc, 5).group(1).split(":")
-        assert str(inbox) in roots
+        assert str(inbox) in roots and str(Path.home()) not in roots  # the home directory only when asked
         assert (tmp_path / "var" / "api_key").read_text().strip() == key
         assert re.search(r"Redis\s+redis://127\.0\.0\.1:\d+/0\s+\(embedded", log.read_text())
         assert "curl -s -X POST" in log.read_text()

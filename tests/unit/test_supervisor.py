@@ -70,3 +70,15 @@ def test_a_child_that_keeps_crashing_at_start_stops_everything(capsys: pytest.Ca
     err = capsys.readouterr().err
     assert err.count("beat exited with code 3; restarting") == 2
     assert "beat exited with code 3, 3 times in a row" in err and "giving up" in err
+
+
+def test_run_local_roots_leave_the_home_directory_out_unless_asked(tmp_path: Path) -> None:
+    from audiojobs.config import Settings
+    from audiojobs.local_stack import default_local_roots
+
+    settings = Settings.from_env({"AUDIOJOBS_VAR_DIR": str(tmp_path / "var")})
+    samples = tmp_path / "shared" / "fixtures" / "audio"
+    samples.mkdir(parents=True)
+    repo = tmp_path / "repo"
+    assert default_local_roots(settings, repo) == (str(tmp_path / "var" / "inbox"), str(samples.resolve()))
+    assert str(Path.home()) in default_local_roots(settings, repo, with_home=True)
