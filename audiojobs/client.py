@@ -80,6 +80,10 @@ class Client:
     def submit(self, body: dict[str, Any]) -> dict[str, Any]:
         return self._json("POST", "/api/v1/audio/jobs/submit", body)
 
+    def batch(self, items: list[dict[str, Any]], defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+        """POST /jobs/batch: ``{"batch_id", "jobs"}``."""
+        return self._json("POST", "/api/v1/audio/jobs/batch", {"items": items, "defaults": defaults or {}})
+
     def jobs(self, **query: Any) -> dict[str, Any]:
         """One page of GET /jobs: ``{"jobs", "next_cursor"}``; ``query`` as that endpoint takes it."""
         params = urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})

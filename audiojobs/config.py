@@ -131,6 +131,8 @@ class Settings:
     tier_limits_json: str | None = setting(
         "AUDIO_TIER_LIMITS_JSON", _parse_optional_str, "",
         "JSON overriding or adding tiers: {name: {daily_minutes, concurrent_jobs, max_file_mb}}")
+    batch_max_items: int = setting("AUDIO_BATCH_MAX_ITEMS", _parse_int(1), "100",
+                                   "jobs one POST /jobs/batch may submit")
     max_queued_per_user: int = setting("AUDIO_MAX_QUEUED_PER_USER", _parse_int(1), "100",
                                        "queued jobs a user may have before submit answers 429")
     quota_reset_cron: str = setting("AUDIO_QUOTA_RESET_CRON", _parse_str, "0 0 * * *",

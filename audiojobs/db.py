@@ -120,6 +120,7 @@ def read_session(url: str) -> Session:
 def session_scope(url: str) -> Iterator[Session]:
     """A session that commits when the block ends normally and rolls back on any exception."""
     session = get_sessionmaker(url)()
+    session.info["db_url"] = url  # whose changes jobs.events publishes, and where
     try:
         yield session
         session.commit()

@@ -4,5 +4,8 @@ configures the app; it starts nothing and reads no file (``REDIS_URL`` must be s
 from audiojobs.celery_app import celery_init_app
 from audiojobs.checks import check_settings
 from audiojobs.config import get_settings
+from audiojobs.jobs import events as job_events
 
-app = celery_init_app(check_settings(get_settings()))
+settings = check_settings(get_settings())
+app = celery_init_app(settings)
+job_events.publish_to(settings)  # the jobs this worker changes are announced on its Redis

@@ -25,6 +25,7 @@ from audiojobs.celery_app import producer_app
 from audiojobs.checks import check_settings
 from audiojobs.config import Settings, get_settings
 from audiojobs.errors import ConfigError
+from audiojobs.jobs import events as job_events
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["PROPAGATE_EXCEPTIONS"] = False
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["celery"] = producer_app(settings)
+    job_events.publish_to(settings)  # the jobs this API changes (submit, cancel) are announced too
     _init_jwt(app, settings)
     api.init_app(app)
     # In reading order: the OpenAPI document and the docs page list the operations in this order.

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
+import itertools
 import logging
 import os
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +19,7 @@ from audiojobs.api.openapi import JOB_EVENT, TEXT, Answer, documented
 from audiojobs.api.reads import reader
 from audiojobs.api.schemas import (
     AnalyzeRequest,
+    BatchRequest,
     IdempotencyHeaders,
     JobListQuery,
     ResultQuery,
@@ -33,6 +33,7 @@ from audiojobs.api.schemas import (
     parse_json_object,
     parse_model,
     parse_result_query,
+    validate_batch,
     validate_submit,
 )
 from audiojobs.config import Settings
@@ -41,9 +42,8 @@ from audiojobs.errors import (
     PayloadTooLarge,
     ValidationError,
 )
-from audiojobs.jobs import queries, usecases
+from audiojobs.jobs import events, queries, usecases
 from audiojobs.jobs.models import Job
-from audiojobs.jobs.states import FINAL_STATUS_VALUES
 from audiojobs.quotas.limits import limits_for
 from audiojobs.redis_client import redis_client
 
@@ -121,6 +121,37 @@ def _accepted(job: Job, replayed: bool = False) -> Answer:
     return R.JobSummary.of(job), 202, headers
 
 
+@jobs.post("/jobs/batch")
+@documented(ok={202: R.BatchAccepted}, errors=(402, 409, 413, 429), json=BatchRequest, headers=IdempotencyHeaders)
+@login_required
+def submit_batch() -> Answer:
+    """Submit several jobs at once: all or none
+
+    {"items": [<submit body>, ...], "defaults": {...}}: each item over the defaults, at most
+    AUDIO_BATCH_MAX_ITEMS. Any invalid item is 422 naming it (items[3].url) and no job is made; quotas
+    and caps apply to each item as to a submit (402/413/429 name the item). An Idempotency-Key
+    replays the same batch for the same body.
+    """
+    settings = current_settings()
+    payloads = validate_batch(parse_json_object(request.get_data(cache=False)), settings, g.principal)
+    key = parse_idempotency_key(request.headers.get("Idempotency-Key"))
+    batch, made, replayed = usecases.submit_batch(settings, current_app.extensions["celery"], g.principal, payloads,
+                                                  key, request_id=g.request_id)
+    headers = {"Location": url_for("audio_jobs.get_batch", batch_id=batch.id)}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return R.BatchAccepted.of(batch, made), 202, headers
+
+
+@jobs.get("/jobs/batches/<batch_id>")
+@documented(ok={200: R.BatchOut}, errors=(404,))
+@login_required
+def get_batch(batch_id: str) -> Answer:
+    """A batch: its jobs and how many are in each status (owner or admin)"""
+    with session_scope(_db_url()) as session:
+        return R.BatchOut.of(*usecases.batch_of(session, g.principal, batch_id))
+
+
 @jobs.get("/jobs")
 @documented(ok={200: R.JobList}, errors=(403,), query=JobListQuery)
 @login_required
@@ -184,30 +215,19 @@ def job_events(job_id: str) -> Answer:
     stays authoritative.
     """
     settings = current_settings()
-    numeric_id = parse_job_id(job_id)
-    principal = g.principal
-    with session_scope(settings.effective_database_url) as session:
-        queries.get_job_for(session, numeric_id, principal)  # 404 before the stream starts
+    changes = events.follow(settings, g.principal, parse_job_id(job_id), settings.events_max_seconds)
+    first = next(changes)  # 404 before the stream starts
 
     def stream() -> Iterator[str]:
-        last: tuple[object, ...] | None = None
-        deadline = time.monotonic() + settings.events_max_seconds
-        quiet_since = time.monotonic()
-        while time.monotonic() < deadline:
-            with session_scope(settings.effective_database_url) as session:
-                job = queries.get_job_for(session, numeric_id, principal)
-                body = R.Job.of(job).model_dump(mode="json")
-            state = (body["status"], body["stage"], body["progress"], body["retry_count"])
-            if state != last:
-                last = state
-                quiet_since = time.monotonic()
-                yield f"event: job\nid: {body['updated_at']}\ndata: {json.dumps(body)}\n\n"
-                if body["status"] in FINAL_STATUS_VALUES:
-                    return
-            elif time.monotonic() - quiet_since > 15:
-                quiet_since = time.monotonic()
-                yield ": keep-alive\n\n"
-            time.sleep(0.5)
+        try:
+            for fields in itertools.chain([first], changes):
+                if fields is None:
+                    yield ": keep-alive\n\n"
+                    continue
+                body = R.Job(**fields).model_dump_json()
+                yield f"event: job\nid: {fields['updated_at']}\ndata: {body}\n\n"
+        finally:
+            changes.close()
 
     return Response(stream(), mimetype="text/event-stream",
                     headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

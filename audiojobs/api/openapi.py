@@ -66,7 +66,8 @@ TAGS = {name: Tag(name=name, description=text) for name, text in (
 ID = {"type": "integer", "minimum": 1, "maximum": 999999999999999999}
 USER = {"type": "string", "minLength": 1, "maxLength": 64}
 PATH_PARAMS: dict[str, dict[str, Any]] = {"job_id": ID, "key_id": ID, "user_id": USER, "owner_user_id": USER,
-                                          "delivery_id": {"type": "string", "format": "uuid"}}
+                                          "delivery_id": {"type": "string", "format": "uuid"},
+                                          "batch_id": {"type": "string", "format": "uuid"}}
 
 spec = SpecTree(
     "flask", mode="strict", title="audiojobs", version=__version__, path="api/v1/docs", page_templates={},

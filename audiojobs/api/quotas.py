@@ -7,8 +7,8 @@ from flask import Blueprint, g
 from audiojobs.api import responses as R
 from audiojobs.api.auth import current_settings, login_required
 from audiojobs.api.openapi import Answer, documented
-from audiojobs.api.responses import iso_utc
 from audiojobs.db import session_scope
+from audiojobs.jobs.snapshot import iso_utc
 from audiojobs.quotas import minutes
 from audiojobs.quotas.limits import limits_for, tier_of
 

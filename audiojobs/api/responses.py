@@ -4,21 +4,16 @@ JSON), checked against real responses by the schemathesis tests."""
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from audiojobs.jobs import models as rows
-from audiojobs.jobs.progress import eta_seconds, overall_progress
+from audiojobs.jobs.snapshot import iso_utc, job_fields
 from audiojobs.jobs.states import JobStatus, Stage, StageRunStatus
 from audiojobs.users.models import ApiKey
 from audiojobs.webhooks.models import WebhookDelivery
 from audiojobs.webhooks.states import DeliveryStatus
-
-
-def iso_utc(value: dt.datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
 class _Out(BaseModel):
@@ -76,25 +71,8 @@ class Job(JobSummary):
     retry_at: str | None
 
     @classmethod
-    def fields_of(cls, job: rows.Job) -> dict[str, Any]:
-        return {
-            "id": job.id, "uuid": job.uuid, "domain": job.domain, "queue": job.queue, "job_type": job.job_type,
-            "status": job.status, "stage": job.stage, "priority": job.priority, "retry_count": job.retry_count,
-            "max_retries": job.max_retries, "owner_user_id": job.owner_user_id,
-            "payload": {k: v for k, v in (job.payload or {}).items() if not k.startswith("_")},
-            "error_code": job.error_code, "error_message": job.error_message,
-            "attempt_errors": list(job.attempt_errors or []),
-            "media_duration_seconds": job.media_duration_seconds, "progress": overall_progress(job),
-            "eta_seconds": eta_seconds(job), "progress_detail": job.progress, "leased_until": iso_utc(job.leased_until),
-            "worker_id": job.worker_id, "request_id": job.request_id, "created_at": iso_utc(job.created_at),
-            "started_at": iso_utc(job.started_at), "updated_at": iso_utc(job.updated_at),
-            "completed_at": iso_utc(job.completed_at), "cancelled_at": iso_utc(job.cancelled_at),
-            "retry_at": iso_utc(job.dispatch_due_at) if job.status == "queued" and job.retry_count else None,
-        }
-
-    @classmethod
     def of(cls, job: rows.Job) -> Job:
-        return cls(**cls.fields_of(job))
+        return cls(**job_fields(job))
 
 
 class StageRunOut(_Out):
@@ -121,7 +99,7 @@ class JobDetail(Job):
 
     @classmethod
     def of(cls, job: rows.Job) -> JobDetail:
-        return cls(**cls.fields_of(job), stages=[StageRunOut.of(run) for run in job.stage_runs])
+        return cls(**job_fields(job), stages=[StageRunOut.of(run) for run in job.stage_runs])
 
 
 class Segment(BaseModel):
@@ -259,6 +237,32 @@ class Usage(_Out):
 class JobList(_Out):
     jobs: list[Job] = Field(description="Newest first.")
     next_cursor: str | None = Field(description="Pass as cursor for the next page; null: this is the last page.")
+
+
+class BatchAccepted(_Out):
+    batch_id: str
+    created_at: str | None
+    jobs: list[JobSummary] = Field(description="In the order of the items.")
+
+    @classmethod
+    def of(cls, batch: rows.JobBatch, jobs: list[rows.Job]) -> BatchAccepted:
+        return cls(batch_id=batch.id, created_at=iso_utc(batch.created_at), jobs=[JobSummary.of(j) for j in jobs])
+
+
+class BatchOut(_Out):
+    batch_id: str
+    created_at: str | None
+    counts: dict[str, int] = Field(description="Jobs by status, every status listed.")
+    total: int
+    jobs: list[Job] = Field(description="In the order of the items.")
+
+    @classmethod
+    def of(cls, batch: rows.JobBatch, jobs: list[rows.Job]) -> BatchOut:
+        counts = {status.value: 0 for status in JobStatus}
+        for job in jobs:
+            counts[job.status] += 1
+        return cls(batch_id=batch.id, created_at=iso_utc(batch.created_at), counts=counts, total=len(jobs),
+                   jobs=[Job.of(j) for j in jobs])
 
 
 class StatusSummary(_Out):

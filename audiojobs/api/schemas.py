@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from audiojobs.analysis.registry import LLM_PROVIDERS, PROVIDER_NAMES
 from audiojobs.config import Settings
-from audiojobs.errors import ValidationError
+from audiojobs.errors import AudioJobsError, ValidationError
 from audiojobs.jobs.queries import JobFilter
 from audiojobs.jobs.states import JobStatus
 from audiojobs.net.urlguard import Refused, UrlPolicy
@@ -67,6 +67,17 @@ class SubmitRequest(BaseModel):
     callback_url: str | None = Field(default=None, max_length=2048,
                                      description="Receives job.completed, job.failed or job.cancelled as a "
                                                  "signed POST (see Webhooks); under the URL guard.")
+
+
+class BatchRequest(BaseModel):
+    """Body of ``POST /jobs/batch``: submit bodies, each over the shared ``defaults``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    items: list[dict[str, Any]] = Field(min_length=1, description="Submit bodies (url or local_path each), "
+                                                                  "at most AUDIO_BATCH_MAX_ITEMS.")
+    defaults: dict[str, Any] | None = Field(default=None, description="Options every item takes unless it "
+                                                                      "sets them itself.")
 
 
 class AnalyzeRequest(BaseModel):
@@ -126,7 +137,7 @@ class IdempotencyHeaders(BaseModel):
 
 def _first_error(exc: pydantic.ValidationError) -> ValidationError:
     err = exc.errors(include_url=False)[0]
-    field = ".".join(str(part) for part in err["loc"]) or None
+    field = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in err["loc"]).lstrip(".") or None
     kind = err["type"]
     if kind == "extra_forbidden":
         return ValidationError(f"unknown field {field!r}", code="unknown_field", field=field)
@@ -227,6 +238,23 @@ def validate_submit(body: dict[str, Any], settings: Settings, principal: Princip
         except Refused as refusal:
             raise ValidationError(refusal.message, code=refusal.code, field="callback_url") from None
     return payload
+
+
+def validate_batch(body: dict[str, Any], settings: Settings, principal: Principal) -> list[dict[str, Any]]:
+    """Every item of a batch checked as a submit (422 naming ``items[i].field``): the jobs' payloads."""
+    req = parse_model(BatchRequest, body)
+    if len(req.items) > settings.batch_max_items:
+        raise ValidationError(f"items: at most {settings.batch_max_items} jobs in a batch (AUDIO_BATCH_MAX_ITEMS)",
+                              code="too_many_items", field="items")
+    payloads = []
+    for index, item in enumerate(req.items):
+        try:
+            payloads.append(validate_submit({**(req.defaults or {}), **item}, settings, principal))
+        except AudioJobsError as exc:
+            exc.field = f"items[{index}]" + (f".{exc.field}" if exc.field else "")
+            exc.message = f"items[{index}]: {exc.message}"
+            raise
+    return payloads
 
 
 def check_analysis(api_name: str | None, prompt: str | None, settings: Settings) -> str:

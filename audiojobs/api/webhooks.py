@@ -7,10 +7,10 @@ from flask import Blueprint, current_app, g
 from audiojobs.api import responses as R
 from audiojobs.api.auth import current_settings, login_required
 from audiojobs.api.openapi import Answer, documented
-from audiojobs.api.responses import iso_utc
 from audiojobs.api.schemas import parse_job_id
 from audiojobs.db import session_scope
 from audiojobs.jobs import usecases
+from audiojobs.jobs.snapshot import iso_utc
 from audiojobs.webhooks import service as webhooks
 
 routes = Blueprint("audio_webhooks", __name__)

@@ -52,36 +52,69 @@ def _write_result(text: str, fmt: str, output: str | None) -> None:
 
 
 @click.command()
-@click.argument("source")
-@click.option("--wait", is_flag=True, help="Show progress until the job ends, then print or write the result.")
+@click.argument("sources", nargs=-1, required=True, metavar="FILE_OR_URL...")
+@click.option("--wait", is_flag=True, help="Show progress until the jobs end, then print or write the results.")
 @click.option("--format", "fmt", type=RESULT_FORMATS, default="text", show_default=True,
               help="Result format with --wait.")
-@click.option("-o", "--output", default=None, help="Write the result here (default: FILE with the format's suffix "
-                                                   "for srt/vtt, else standard output).")
+@click.option("-o", "--output", default=None, help="Write the result here (one source only; default: FILE with the "
+                                                   "format's suffix for srt/vtt, else standard output).")
 @click.option("--model", default=None, help="Model (default: whisper-1).")
 @click.option("--language", default=None, help="Spoken language code, e.g. en.")
 @click.option("--word-timestamps", is_flag=True, help="Time every word.")
 @_client_options
-def submit(source: str, wait: bool, fmt: str, output: str | None, model: str | None, language: str | None,
-           word_timestamps: bool, server: str | None, api_key: str | None) -> None:
+def submit(sources: tuple[str, ...], wait: bool, fmt: str, output: str | None, model: str | None,
+           language: str | None, word_timestamps: bool, server: str | None, api_key: str | None) -> None:
     """Submit FILE_OR_URL: a URL, or a file. A file the server can read in place (it runs on this
-    machine and the file is inside its AUDIO_LOCAL_ROOTS) is sent as local_path; any other is uploaded."""
+    machine and the file is inside its AUDIO_LOCAL_ROOTS) is sent as local_path; any other is uploaded.
+    Several at once are one batch (POST /jobs/batch), with a progress line per job under --wait."""
+    if output is not None and len(sources) > 1:
+        raise click.UsageError("-o takes one source; with several, srt and vtt go beside each FILE")
     client = _client(server, api_key)
     options: dict[str, Any] = {name: value for name, value in (("model", model), ("language", language)) if value}
     if word_timestamps:
         options["word_timestamps"] = True
-    job = _call(lambda: _submit(client, source, options))
-    click.echo(f"job {job['id']} {job['status']}", err=True)
+    if len(sources) == 1:
+        made = [_call(lambda: _submit(client, sources[0], options))]
+    else:
+        made = _call(lambda: _submit_many(client, list(sources), options))
+    for job in made:
+        click.echo(f"job {job['id']} {job['status']}", err=True)
     if not wait:
-        click.echo(job["id"])
+        click.echo("\n".join(str(job["id"]) for job in made))
         return
-    final = _follow(client, int(job["id"]))
-    if final["status"] != "completed":
-        raise click.ClickException(f"job {final['id']} {final['status']}: {final['error_code']}: "
-                                   f"{final['error_message']}")
-    if output is None and fmt in {"srt", "vtt"} and "://" not in source:
-        output = str(Path(source).with_suffix(SUFFIXES[fmt]).name)
-    _write_result(_call(lambda: client.result(int(job["id"]), fmt)), fmt, output)
+    finals = _follow_all(client, [int(job["id"]) for job in made])
+    for source, final in zip(sources, finals, strict=True):
+        if final["status"] != "completed":
+            continue
+        target = output
+        if target is None and fmt in {"srt", "vtt"} and "://" not in source:
+            target = str(Path(source).with_suffix(SUFFIXES[fmt]).name)
+        elif target is None and len(sources) > 1:
+            click.echo(f"==> {source} <==")
+        _write_result(_call(lambda job_id=int(final["id"]): client.result(job_id, fmt)), fmt, target)
+    failed = [final for final in finals if final["status"] != "completed"]
+    if failed:
+        raise click.ClickException("; ".join(f"job {f['id']} {f['status']}: {f['error_code']}: {f['error_message']}"
+                                             for f in failed))
+
+
+def _submit_many(client: Any, sources: list[str], options: dict[str, Any]) -> list[dict[str, Any]]:
+    """One batch when the server can take every source as a URL or in place; else one by one (the
+    files it cannot read are uploaded)."""
+    from audiojobs.client import ClientError
+
+    local = urlsplit(client.server).hostname in LOOPBACK
+    if local or all("://" in source for source in sources):
+        items = [{"url": source} if "://" in source else {"local_path": str(Path(source).resolve())}
+                 for source in sources]
+        try:
+            batch = client.batch(items, options)
+            click.echo(f"batch {batch['batch_id']}: {len(batch['jobs'])} jobs", err=True)
+            return list(batch["jobs"])
+        except ClientError as refusal:
+            if refusal.code != "local_path_forbidden":
+                raise
+    return [_submit(client, source, options) for source in sources]
 
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
@@ -103,6 +136,44 @@ def _submit(client: Any, source: str, options: dict[str, Any]) -> dict[str, Any]
                 raise
     click.echo(f"uploading {path.name} ({path.stat().st_size / 1e6:.1f} MB)", err=True)
     return dict(client.upload(path, options))
+
+
+def _follow_all(client: Any, job_ids: list[int]) -> list[dict[str, Any]]:
+    """Poll the jobs until all end: one progress bar per job on a terminal, else one line per change."""
+    if len(job_ids) == 1:
+        return [_follow(client, job_ids[0])]
+    import time
+
+    from tqdm import tqdm
+
+    interactive = sys.stderr.isatty()
+    bars = [tqdm(total=100, position=i, bar_format="{desc} {bar} {n:.0f}%", file=sys.stderr, disable=not interactive)
+            for i in range(len(job_ids))]
+    last: dict[int, tuple[Any, ...]] = {}
+    finals: dict[int, dict[str, Any]] = {}
+    try:
+        while len(finals) < len(job_ids):
+            for bar, job_id in zip(bars, job_ids, strict=True):
+                if job_id in finals:
+                    continue
+                job: dict[str, Any] = _call(lambda j=job_id: client.job(j))
+                state = (job["status"], job["stage"], job["progress"])
+                if state != last.get(job_id):
+                    last[job_id] = state
+                    line = f"job {job_id} {job['status']}: {job['stage'] or ''} {job['progress']:g}%"
+                    if interactive:
+                        bar.set_description_str(line.rsplit(" ", 1)[0])
+                        bar.n = job["progress"]
+                        bar.refresh()
+                    else:
+                        click.echo(line, err=True)
+                if job["status"] in FINAL_STATUS_VALUES:
+                    finals[job_id] = job
+            time.sleep(0.5)
+    finally:
+        for bar in bars:
+            bar.close()
+    return [finals[job_id] for job_id in job_ids]
 
 
 def _follow(client: Any, job_id: int) -> dict[str, Any]:

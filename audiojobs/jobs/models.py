@@ -13,6 +13,16 @@ from audiojobs.db import Base, JSONType, UTCDateTime, utcnow
 from audiojobs.jobs.states import JobStatus
 
 
+class JobBatch(Base):
+    """Jobs submitted together (``POST /jobs/batch``): all made in one transaction, or none."""
+
+    __tablename__ = "job_batches"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=lambda: str(uuid_mod.uuid4()))
+    owner_user_id: Mapped[str] = mapped_column(sa.String(64), nullable=False, index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+
+
 class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (
@@ -26,6 +36,7 @@ class Job(Base):
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
     uuid: Mapped[str] = mapped_column(sa.String(36), unique=True, nullable=False,
                                       default=lambda: str(uuid_mod.uuid4()))
+    batch_id: Mapped[str | None] = mapped_column(sa.ForeignKey("job_batches.id", ondelete="SET NULL"), index=True)
     domain: Mapped[str] = mapped_column(sa.String(32), nullable=False, default="audio")
     queue: Mapped[str] = mapped_column(sa.String(64), nullable=False)
     job_type: Mapped[str] = mapped_column(sa.String(64), nullable=False)

@@ -68,6 +68,11 @@ def list_jobs(session: Session, where: JobFilter, limit: int, before_id: int | N
     return list(session.scalars(query))
 
 
+def batch_jobs(session: Session, batch_id: str) -> list[Job]:
+    """A batch's jobs, in the order of its items."""
+    return list(session.scalars(sa.select(Job).where(Job.batch_id == batch_id).order_by(Job.id)))
+
+
 def count_by_status(session: Session, *, owner_user_id: str | None) -> dict[str, int]:
     query = sa.select(Job.status, sa.func.count()).group_by(Job.status)
     if owner_user_id is not None:

@@ -36,7 +36,7 @@ from audiojobs.errors import (
     ValidationError,
 )
 from audiojobs.jobs import admission, idempotency, queries, service
-from audiojobs.jobs.models import Analysis, Job, Transcript, TranscriptChunk
+from audiojobs.jobs.models import Analysis, Job, JobBatch, Transcript, TranscriptChunk
 from audiojobs.jobs.states import JobStatus
 from audiojobs.logs import job_id_var
 from audiojobs.quotas import minutes
@@ -102,6 +102,72 @@ def submit(settings: Settings, celery: Celery, principal: Principal, payload: di
                                  headers={"Retry-After": "5"}) from None
     log.info("job %s submitted by %s", job.id, owner)
     return job, False
+
+
+def submit_batch(settings: Settings, celery: Celery, principal: Principal, payloads: list[dict[str, Any]],
+                 key: str | None, request_id: str | None = None) -> tuple[JobBatch, list[Job], bool]:
+    """Create every job of a batch in one transaction, or none: each item passes the backlog, minutes
+    and file size checks as a single submit would (the refusal names the item, ``items[i]``), then
+    the jobs are let in. (batch, its jobs, replayed)."""
+    owner = principal.user_id
+    body = {"batch": payloads}
+    try:
+        with session_scope(settings.effective_database_url) as session:
+            if key is not None:
+                first = idempotency.find_idempotent_job(session, owner_user_id=owner, key=key, payload=body,
+                                                        ttl=dt.timedelta(seconds=settings.idempotency_ttl))
+                if first is not None and first.batch_id is not None:
+                    batch = session.get(JobBatch, first.batch_id)
+                    if batch is not None:
+                        return batch, queries.batch_jobs(session, batch.id), True
+            batch = JobBatch(owner_user_id=owner)
+            session.add(batch)
+            session.flush()
+            jobs: list[Job] = []
+            cap = 1
+            for index, payload in enumerate(payloads):
+                try:
+                    cap = check_submit_allowed(session, settings, principal, payload).concurrent_jobs
+                except AudioJobsError as refusal:
+                    refusal.field = f"items[{index}]" + (f".{refusal.field}" if refusal.field else "")
+                    refusal.message = f"items[{index}]: {refusal.message}"
+                    raise
+                job = service.create_job(session, owner_user_id=owner, payload=payload, queue=settings.cpu_queue,
+                                         max_retries=settings.max_retries, request_id=request_id)
+                job.batch_id = batch.id
+                jobs.append(job)
+            if key is not None:
+                idempotency.remember_idempotency_key(session, owner_user_id=owner, key=key, payload=body,
+                                                     job_id=jobs[0].id)
+    except sa.exc.IntegrityError:
+        if key is None:
+            raise
+        with session_scope(settings.effective_database_url) as session:  # a concurrent twin won the race
+            first = idempotency.find_idempotent_job(session, owner_user_id=owner, key=key, payload=body,
+                                                    ttl=dt.timedelta(seconds=settings.idempotency_ttl))
+            if first is None or first.batch_id is None or (batch := session.get(JobBatch, first.batch_id)) is None:
+                raise
+            return batch, queries.batch_jobs(session, batch.id), True
+    try:
+        admission.admit(settings, celery, None if settings.owner_strict else owner, cap)
+    except (BrokerError, OSError, redis.RedisError) as exc:
+        log.error("batch %s could not be enqueued: %s", batch.id, exc)
+        with session_scope(settings.effective_database_url) as session:
+            for job in jobs:
+                service.fail_job(session, job.id, code="broker_unavailable",
+                                 message="the job could not be queued: the broker is unavailable")
+        raise ServiceUnavailable("the job queue is unavailable; try again shortly", code="broker_unavailable",
+                                 headers={"Retry-After": "5"}) from None
+    log.info("batch %s of %s jobs submitted by %s", batch.id, len(jobs), owner)
+    return batch, jobs, False
+
+
+def batch_of(session: Session, principal: Principal, batch_id: str) -> tuple[JobBatch, list[Job]]:
+    """The batch and its jobs, if ``principal`` owns it or is an admin; else NotFound."""
+    batch = session.get(JobBatch, batch_id[:36])
+    if batch is None or not (principal.is_admin or batch.owner_user_id == principal.user_id):
+        raise NotFound(f"batch {batch_id[:36]} not found")
+    return batch, queries.batch_jobs(session, batch.id)
 
 
 def save_upload(settings: Settings, job: Job, upload: IO[bytes], filename: str) -> str:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from audiojobs.jobs.states import PIPELINE
 from tests.conftest import AUTH, wait_for_job, word_error_rate
 from tests.integration.conftest import Stack
 from tests.media import corrupt_file, jfk_repeated, varied_speech
@@ -228,8 +229,7 @@ def test_result_formats_with_word_timestamps(stack: Stack) -> None:
 def test_events_stream_follows_the_job_to_its_end(stack: Stack) -> None:
     import json
 
-    # Long enough (33 s, decoded window by window here) for the stream, which looks every 0.5 s, to
-    # see the job between its start and its end even on a warm worker (jfk.flac alone: 0.5 s).
+    # Long enough (33 s, decoded window by window here) for the stream to open before the job ends.
     clip = stack.media_root / "jfk-x3-events.flac"
     if not clip.exists():
         jfk_repeated(clip, 3)
@@ -242,6 +242,9 @@ def test_events_stream_follows_the_job_to_its_end(stack: Stack) -> None:
     progress = [e["progress"] for e in events]
     assert progress == sorted(progress) and len(events) >= 3  # it moved through the stages
     assert events[0]["status"] in {"queued", "processing"} and events[0]["progress"] < 100.0
+    # Every stage from the one running when the stream opened, none skipped however short.
+    stages = list(dict.fromkeys(e["stage"] for e in events))
+    assert stages == [stage.value for stage in PIPELINE][-len(stages):], stages
     assert stack.client.get("/api/v1/audio/jobs/999999/events", headers=AUTH).status_code == 404
 
 
@@ -298,6 +301,19 @@ def test_cli_client_submits_waits_and_writes_subtitles(stack: Stack) -> None:
         assert "uploading talk.flac" in uploaded.stderr and word_error_rate(JFK_TEXT, uploaded.stdout) <= 0.1
         job = stack.client.get("/api/v1/audio/jobs?limit=1", headers=AUTH).get_json()["jobs"][0]
         assert job["payload"]["upload"]["filename"] == "talk.flac" and job["payload"]["local_path"] is None, job
+        # Several at once: one batch, a progress line per job, each result under its name.
+        shutil.copy(JFK_FLAC, stack.media_root / "second.flac")
+        both = cli("submit", str(stack.media_root / "speech.flac"), str(stack.media_root / "second.flac"), "--wait")
+        print(f"$ audiojobs submit speech.flac second.flac --wait\n{both.stderr}{both.stdout}")
+        assert both.returncode == 0, both.stderr
+        assert both.stderr.startswith("batch ") and ": 2 jobs" in both.stderr.splitlines()[0]
+        ids = [line.split()[1] for line in both.stderr.splitlines()[1:3]]
+        for job_id_ in ids:
+            assert f"job {job_id_} completed: audio_store 100%" in both.stderr
+        assert both.stdout.count("==> ") == 2 and both.stdout.lower().count("ask not") == 2
+        batch_id = both.stderr.split()[1].rstrip(":")
+        batch = stack.client.get(f"/api/v1/audio/jobs/batches/{batch_id}", headers=AUTH).get_json()
+        assert batch["counts"]["completed"] == batch["total"] == 2
         missing_file = cli("submit", str(stack.tmp / "no-such.flac"))
         assert missing_file.returncode == 1 and "no such file" in missing_file.stderr
         refused = cli("cancel", job_id)
