@@ -280,8 +280,9 @@ class Settings:
     flower_url_prefix: str = setting("FLOWER_URL_PREFIX", _parse_str, "", "Flower behind a reverse proxy at /PREFIX")
     flower_basic_auth: str | None = setting("FLOWER_BASIC_AUTH", _parse_optional_str, "",
                                             "user:password for Flower; empty = the one in var/flower_auth")
-    log_format: str = setting("AUDIOJOBS_LOG_FORMAT", _parse_choice("json", "text"), "json",
-                              "log lines as JSON objects (with job_id and request_id) or plain text")
+    log_format: str = setting("AUDIOJOBS_LOG_FORMAT", _parse_choice("auto", "json", "text"), "auto",
+                              "log lines as JSON objects (with job_id and request_id) or plain text; auto: "
+                              "text on a terminal, JSON otherwise (services, compose, files)")
     log_level: str = setting("AUDIOJOBS_LOG_LEVEL", _parse_choice("debug", "info", "warning", "error"), "info",
                              "log level")
 

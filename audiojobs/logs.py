@@ -13,7 +13,6 @@ job_id_var: ContextVar[int | None] = ContextVar("job_id", default=None)
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s %(job_id)s %(request_id)s"
-TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [job=%(job_id)s req=%(request_id)s] %(message)s"
 
 
 class ContextFilter(logging.Filter):
@@ -27,13 +26,36 @@ class ContextFilter(logging.Filter):
         return True
 
 
+class TextFormatter(logging.Formatter):
+    """For a person at a terminal: ``14:03:22 INFO  access  GET /api/v1/audio/jobs 200 3.1 ms
+    [req 1b2c3d4e]``; the job and request only when there is one."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-5s %(short_name)-9s %(message)s", datefmt="%H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.short_name = record.name.removeprefix("audiojobs.").split(".")[-1][:9]
+        line = super().format(record)
+        job_id, request_id = getattr(record, "job_id", None), getattr(record, "request_id", None)
+        context = " ".join(filter(None, (f"job {job_id}" if job_id is not None else "",
+                                         f"req {str(request_id)[:8]}" if request_id else "")))
+        return f"{line}  [{context}]" if context else line
+
+
+def resolved_format(log_format: str) -> str:
+    """``auto``: text when this process writes to a terminal, JSON when to a file, pipe or collector."""
+    if log_format != "auto":
+        return log_format
+    return "text" if sys.stderr.isatty() else "json"
+
+
 def formatter(log_format: str) -> logging.Formatter:
-    if log_format == "json":
+    if resolved_format(log_format) == "json":
         from pythonjsonlogger.json import JsonFormatter
 
         return JsonFormatter(JSON_FIELDS, rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
                              timestamp=False)
-    return logging.Formatter(TEXT_FORMAT)
+    return TextFormatter()
 
 
 def configure(settings: Settings) -> None:

@@ -46,9 +46,14 @@ def _assign_request_id() -> None:
 def _echo_request_id(response: Response) -> Response:
     response.headers["X-Request-ID"] = getattr(g, "request_id", "")
     elapsed = (time.perf_counter() - g.started) * 1000 if "started" in g else 0.0
+    if request.endpoint in QUIET_ENDPOINTS and response.status_code < 400:
+        return response  # health polls (load balancers, run-local, compose) are not worth a line each
     access_log.info("%s %s %s %.1f ms", request.method, request.path, response.status_code, elapsed,
                     extra={"status": response.status_code, "duration_ms": round(elapsed, 1)})
     return response
+
+
+QUIET_ENDPOINTS = {"health.healthz", "health.readyz"}
 
 
 SECURITY_HEADERS = {
