@@ -126,7 +126,8 @@ class Settings:
                                     "failed logins per username; past it the username is locked out for the "
                                     "rest of the window; empty: no limit")
     login_address_rate_limit: str = setting("AUDIO_LOGIN_ADDRESS_RATE_LIMIT", _parse_str, "20/minute;200/hour",
-                                            "failed logins per client address; empty: no limit")
+                                            "failed logins and rejected keys or tokens (401) per client "
+                                            "address, all endpoints together; empty: no limit")
     default_tier: str = setting("AUDIOJOBS_DEFAULT_TIER", _parse_str, "free", "tier of a new user")
     tier_limits_json: str | None = setting(
         "AUDIO_TIER_LIMITS_JSON", _parse_optional_str, "",

@@ -1,12 +1,16 @@
 """Rate limits, with flask-limiter, counted in Redis so that every API process shares them.
 
-* ``AUDIO_RATE_LIMIT``: every caller's requests, per API key or user (a JWT counts for its user,
-  across tokens), per client address without credentials. Liveness, readiness and the docs page's
-  assets are not counted.
-* ``AUDIO_LOGIN_RATE_LIMIT`` and ``AUDIO_LOGIN_ADDRESS_RATE_LIMIT``: failed logins (401) per
-  username and per client address. Past either, ``/auth/login`` answers 429 even to the right
-  password until the window moves on (a lockout). A username that does not exist is counted and
-  locked out the same way, so a lockout says nothing about whether it exists.
+* ``AUDIO_RATE_LIMIT``: every caller's requests to all endpoints together, per API key or user (a
+  JWT counts for its user, across tokens), per client address without credentials. Liveness,
+  readiness and the docs page's assets are not counted.
+* ``AUDIO_LOGIN_RATE_LIMIT``: failed logins (401) per username. Past it, ``/auth/login`` answers
+  429 for that username even to the right password until the window moves on (a lockout). A
+  username that does not exist is counted and locked out the same way, so a lockout says nothing
+  about whether it exists.
+* ``AUDIO_LOGIN_ADDRESS_RATE_LIMIT``: failed logins and rejected keys or tokens per client address,
+  on every endpoint together (a request that sent no credential is not a guess and is not
+  counted); past it, that address gets 429 until the window moves on, so guessing API keys is
+  throttled like guessing passwords.
 
 Over a limit: 429 ``rate_limited`` with ``Retry-After`` (seconds). Should Redis be unreachable the
 counts go on in the process's memory, so an outage of the limiter never refuses a request.
@@ -24,7 +28,7 @@ import jwt
 from flask import Flask, current_app, request
 from flask.typing import ResponseReturnValue
 from flask_jwt_extended import decode_token
-from flask_limiter import Limiter, RateLimitExceeded
+from flask_limiter import Limit, Limiter, RateLimitExceeded
 
 from audiojobs.api import error_response
 from audiojobs.api.auth import bearer_token, looks_like_jwt
@@ -60,8 +64,8 @@ def login_username() -> str:
     return "login-user:" + (name.strip().lower()[:64] if isinstance(name, str) else "")
 
 
-def login_address() -> str:
-    return f"login-address:{request.remote_addr or 'unknown'}"
+def client_address() -> str:
+    return f"address:{request.remote_addr or 'unknown'}"
 
 
 def _exempt() -> bool:
@@ -72,19 +76,30 @@ def _failed(response: flask.Response) -> bool:
     return response.status_code == 401
 
 
+def _rejected_credentials(response: flask.Response) -> bool:
+    """A wrong password, key or token: a guess. A request that sent none is not one."""
+    presented = request.endpoint == "accounts.login" or bool(
+        request.headers.get("X-API-KEY", "").strip() or request.headers.get("Authorization", "").strip())
+    return response.status_code == 401 and presented
+
+
 def init_app(app: Flask, settings: Settings) -> None:
     """Attach this app's limiter (after its routes are registered: the login limits wrap that view)."""
+    defaults: list[str | Callable[[], str] | Limit] = []
+    if settings.rate_limit:  # one count per caller across every endpoint (shared), not one per endpoint
+        defaults.append(Limit(settings.rate_limit, shared=True, scope="requests"))
+    if settings.login_address_rate_limit:  # failed logins and rejected keys or tokens, on any endpoint
+        defaults.append(Limit(settings.login_address_rate_limit, key_function=client_address, shared=True,
+                              scope="auth-failures", deduct_when=_rejected_credentials))
     limiter = Limiter(caller_key, app=app, storage_uri=settings.redis_url, strategy="moving-window",
-                      key_prefix="audiojobs:ratelimit", default_limits=[settings.rate_limit] if settings.rate_limit
-                      else [], default_limits_exempt_when=_exempt, swallow_errors=True,
-                      in_memory_fallback_enabled=True, headers_enabled=False)
+                      key_prefix="audiojobs:ratelimit", default_limits=defaults, default_limits_exempt_when=_exempt,
+                      swallow_errors=True, in_memory_fallback_enabled=True, headers_enabled=False)
     app.extensions["audiojobs_limiter"] = limiter
-    login: Callable[..., Any] = app.view_functions["accounts.login"]
-    for limit, key, scope in ((settings.login_rate_limit, login_username, "login-user"),
-                              (settings.login_address_rate_limit, login_address, "login-address")):
-        if limit:
-            login = limiter.limit(limit, key_func=key, deduct_when=_failed, scope=scope, override_defaults=False)(login)
-    app.view_functions["accounts.login"] = login
+    if settings.login_rate_limit:
+        login: Callable[..., Any] = app.view_functions["accounts.login"]
+        app.view_functions["accounts.login"] = limiter.limit(
+            settings.login_rate_limit, key_func=login_username, deduct_when=_failed, scope="login-user",
+            override_defaults=False)(login)
     app.register_error_handler(RateLimitExceeded, _rate_limited)
 
 

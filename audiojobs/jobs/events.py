@@ -95,11 +95,13 @@ def follow(settings: Settings, principal: Principal, job_id: int,
         with session_scope(db_url) as session:
             return job_fields(queries.get_job_for(session, job_id, principal))
 
-    pubsub = redis_client(settings).pubsub(ignore_subscribe_messages=True)
+    listening = redis_client(settings).pubsub(ignore_subscribe_messages=True)
+    pubsub: PubSub | None = listening
     try:
-        pubsub.subscribe(channel(job_id))  # before the first read: no change falls in between
+        listening.subscribe(channel(job_id))  # before the first read: no change falls in between
     except redis.RedisError as exc:
         log.warning("job %s: events not subscribed (%r); the stream reads the row instead", job_id, exc)
+        listening.close()
         pubsub = None
     try:
         current = read()

@@ -144,9 +144,11 @@ def test_every_callers_requests_are_limited_across_processes(tmp_path: Path, sql
         user = users.get_user_by_name(session, "alice")
         assert user is not None
         key = {"X-API-KEY": users.create_api_key(session, user, "k")[1]}
-    statuses = Counter((a, b)[i % 2].get(USAGE, headers=_bearer(alice["access_token"])).status_code
+    paths = (USAGE, "/api/v1/audio/jobs")  # every endpoint counts against one budget
+    statuses = Counter((a, b)[i % 2].get(paths[i // 2 % 2], headers=_bearer(alice["access_token"])).status_code
                        for i in range(40))
-    print(f"\n40 requests by one user at AUDIO_RATE_LIMIT=20/minute, two processes: {dict(statuses)}")
+    print(f"\n40 requests by one user to two endpoints at AUDIO_RATE_LIMIT=20/minute, two processes: "
+          f"{dict(statuses)}")
     assert statuses == Counter({200: 20, 429: 20})
     resp = b.get(USAGE, headers=_bearer(alice["access_token"]))
     assert resp.status_code == 429 and resp.get_json()["error"]["code"] == "rate_limited"
@@ -154,3 +156,16 @@ def test_every_callers_requests_are_limited_across_processes(tmp_path: Path, sql
     assert a.get(USAGE, headers=_bearer(bob["access_token"])).status_code == 200  # another caller
     assert a.get(USAGE, headers=key).status_code == 200  # an API key counts on its own
     assert a.get("/healthz").status_code == 200 and b.get("/readyz").status_code in {200, 503}  # never counted
+
+
+def test_guessing_api_keys_is_throttled_per_address(tmp_path: Path, sqlite_url: str, redis_url: str,
+                                                    media_root: Path) -> None:
+    a, b = _two_processes(_settings(tmp_path, sqlite_url, redis_url, media_root,
+                                    AUDIO_LOGIN_ADDRESS_RATE_LIMIT="6/minute"))
+    tokens = _login(a, "alice")
+    assert {a.get(USAGE).status_code for _ in range(10)} == {401}  # no credential: not a guess, not counted
+    statuses = [(a, b)[i % 2].get(USAGE, headers={"X-API-KEY": f"aj_guess_{i:04d}"}).status_code for i in range(10)]
+    print(f"\n10 guessed API keys from one address at AUDIO_LOGIN_ADDRESS_RATE_LIMIT=6/minute: {statuses}")
+    assert statuses == [401] * 6 + [429] * 4
+    resp = a.get(USAGE, headers=_bearer(tokens["access_token"]))  # the address waits, whatever it sends
+    assert resp.status_code == 429 and 1 <= int(resp.headers["Retry-After"]) <= 60

@@ -71,4 +71,5 @@ def test_a_change_nobody_announced_is_found_by_reading_the_row(settings: Setting
         service.end_job(job, JobStatus.CANCELLED, "cancelled", "by the test")
     began = time.monotonic()
     fields = next(f for f in follower if f is not None)
+    follower.close()
     assert fields["status"] == "cancelled" and events.QUIET_RECHECK_SECONDS - 1 <= time.monotonic() - began < 10
