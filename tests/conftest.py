@@ -197,3 +197,18 @@ def s3_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
     for name, value in s3_server.env.items():
         monkeypatch.setenv(name, value)
     return s3_server
+
+
+def make_users(settings: Settings, *people: tuple[str, str]) -> dict[str, tuple[dict[str, str], str]]:
+    """Multi-user mode: users (name, role) of the free tier, each with an API key: name -> (the
+    X-API-KEY header, the user id)."""
+    from audiojobs.db import session_scope
+    from audiojobs.users import service as users
+
+    made = {}
+    with session_scope(settings.effective_database_url) as session:
+        for name, role in people:
+            user = users.create_user(session, name, password=f"pw-{name}-123", role=role, tier="free",
+                                     known_tiers={"free"})
+            made[name] = ({"X-API-KEY": users.create_api_key(session, user, "k")[1]}, str(user.id))
+    return made

@@ -15,8 +15,7 @@ from audiojobs.config import Settings
 from audiojobs.db import session_scope
 from audiojobs.jobs.models import Job
 from audiojobs.quotas import minutes
-from audiojobs.users import service as users
-from tests.conftest import AUTH, make_settings
+from tests.conftest import AUTH, make_settings, make_users
 
 BATCH = "/api/v1/audio/jobs/batch"
 
@@ -107,16 +106,12 @@ def test_the_same_idempotency_key_replays_the_batch(client: FlaskClient, setting
 def test_only_the_owner_or_an_admin_reads_a_batch(tmp_path: Path, sqlite_url: str, redis_url: str,
                                                   media_root: Path) -> None:
     settings = make_settings(sqlite_url, redis_url, tmp_path, media_root, AUTH_MODE="multi_user")
-    with session_scope(settings.effective_database_url) as session:
-        keys = {}
-        for name, role in (("alice", "user"), ("bob", "user"), ("root", "admin")):
-            user = users.create_user(session, name, password=f"pw-{name}-123", role=role, tier="free",
-                                     known_tiers={"free"})
-            keys[name] = {"X-API-KEY": users.create_api_key(session, user, "k")[1]}
-            (media_root / str(user.id)).mkdir()
-            (media_root / str(user.id) / "a.flac").write_bytes((media_root / "jfk.flac").read_bytes())
-            if name == "alice":
-                alice_id = user.id
+    made = make_users(settings, ("alice", "user"), ("bob", "user"), ("root", "admin"))
+    keys = {name: header for name, (header, _id) in made.items()}
+    for _header, user_id in made.values():
+        (media_root / user_id).mkdir()
+        (media_root / user_id / "a.flac").write_bytes((media_root / "jfk.flac").read_bytes())
+    alice_id = made["alice"][1]
     client = create_app(settings).test_client()
     resp = client.post(BATCH, json={"items": [{"local_path": str(media_root / str(alice_id) / "a.flac")}]},
                        headers=keys["alice"])

@@ -14,8 +14,7 @@ from audiojobs.api.app import create_app
 from audiojobs.config import Settings
 from audiojobs.db import session_scope
 from audiojobs.jobs.models import Job
-from audiojobs.users import service as users
-from tests.conftest import AUTH, make_settings
+from tests.conftest import AUTH, make_settings, make_users
 from tests.unit.api.test_jobs_read import make_job
 
 BASE = "/api/v1/audio/jobs"
@@ -84,12 +83,7 @@ def test_bad_list_queries_are_422_naming_the_field(client: FlaskClient, query: s
 def test_users_list_only_their_own_and_admins_name_an_owner(tmp_path: Path, sqlite_url: str, redis_url: str,
                                                             media_root: Path) -> None:
     settings = make_settings(sqlite_url, redis_url, tmp_path, media_root, AUTH_MODE="multi_user")
-    with session_scope(settings.effective_database_url) as session:
-        keys = {}
-        for name, role in (("root", "admin"), ("alice", "user"), ("bob", "user")):
-            user = users.create_user(session, name, password=f"pw-{name}-123", role=role, tier="free",
-                                     known_tiers={"free"})
-            keys[name] = ({"X-API-KEY": users.create_api_key(session, user, "k")[1]}, str(user.id))
+    keys = make_users(settings, ("root", "admin"), ("alice", "user"), ("bob", "user"))
     client = create_app(settings).test_client()
     (root, root_id), (alice, alice_id), (bob, bob_id) = keys["root"], keys["alice"], keys["bob"]
     jobs = {who: [make_job(settings, owner=uid) for _ in range(2)]
