@@ -14,6 +14,10 @@ from kombu import Exchange, Queue
 
 from audiojobs.config import Settings
 
+# kombu's Redis transport keeps one list per priority step and serves step 0 first; one step per
+# level (audiojobs/jobs/priority.py maps level 9 to message priority 0). The default, four steps,
+# would merge levels (0-2, 3-5, 6-8).
+PRIORITY_STEPS = list(range(10))
 CONTROL_TASKS = ("audiojobs.reap", "audiojobs.sweep_work_dirs", "audiojobs.reset_quotas")
 
 
@@ -73,6 +77,8 @@ def build(settings: Settings) -> dict[str, Any]:
         "broker_transport_options": {
             # Must exceed the longest task time limit, or Redis re-delivers a task still running.
             "visibility_timeout": settings.broker_visibility_timeout,
+            # Message priorities: a worker takes the highest level waiting in any of its queues.
+            "priority_steps": PRIORITY_STEPS,
         },
         "task_publish_retry": True,
         "task_publish_retry_policy": {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5,

@@ -131,7 +131,7 @@ class Settings:
     default_tier: str = setting("AUDIOJOBS_DEFAULT_TIER", _parse_str, "free", "tier of a new user")
     tier_limits_json: str | None = setting(
         "AUDIO_TIER_LIMITS_JSON", _parse_optional_str, "",
-        "JSON overriding or adding tiers: {name: {daily_minutes, concurrent_jobs, max_file_mb}}")
+        "JSON overriding or adding tiers: {name: {daily_minutes, concurrent_jobs, max_file_mb, priority}}")
     batch_max_items: int = setting("AUDIO_BATCH_MAX_ITEMS", _parse_int(1), "100",
                                    "jobs one POST /jobs/batch may submit")
     max_queued_per_user: int = setting("AUDIO_MAX_QUEUED_PER_USER", _parse_int(1), "100",
@@ -212,6 +212,9 @@ class Settings:
                                "retries per job (transient errors, lost workers) before it fails")
     reaper_interval: int = setting("AUDIO_REAPER_INTERVAL_SECONDS", _parse_int(1), "10",
                                    "how often beat runs the reaper (expired leases, broker loss, due retries)")
+    priority_aging_seconds: int = setting(
+        "AUDIO_PRIORITY_AGING_SECONDS", _parse_int(0), "60",
+        "an admitted job rises one priority level per this many seconds (up to 9; see Priorities); 0 = no aging")
     stall_seconds: int = setting(
         "AUDIO_STALL_SECONDS", _parse_int(0), "0",
         "a job with no lease, message or change this long gets a new dispatch (stall watchdog); 0 = JOBS_LEASE_SECONDS")

@@ -10,7 +10,7 @@ metric lost to a Redis blip must not fail a job.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import redis
@@ -68,12 +68,12 @@ def _histogram(client: redis.Redis, key: str, buckets: tuple[float, ...]) -> tup
 
 
 class AudioJobsCollector:
-    """Collects at scrape time; ``job_counts`` and ``queues`` are callables so the caller owns I/O."""
+    """Collects at scrape time; the caller reads ``job_counts`` and ``queue_depths``."""
 
-    def __init__(self, client: redis.Redis, job_counts: dict[str, int], queues: Iterable[str]) -> None:
+    def __init__(self, client: redis.Redis, job_counts: dict[str, int], queue_depths: dict[str, int]) -> None:
         self.client = client
         self.job_counts = job_counts
-        self.queues = list(queues)
+        self.queue_depths = queue_depths
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -83,8 +83,8 @@ class AudioJobsCollector:
             jobs.add_metric([status], count)
         yield jobs
         depth = GaugeMetricFamily("audiojobs_queue_depth", "Messages waiting in each Celery queue.", labels=["queue"])
-        for queue in self.queues:
-            depth.add_metric([queue], self.client.llen(queue))
+        for queue, waiting in self.queue_depths.items():
+            depth.add_metric([queue], waiting)
         yield depth
         stages = HistogramMetricFamily("audiojobs_stage_duration_seconds", "Time a stage took to run.",
                                        labels=["stage"])
@@ -111,9 +111,9 @@ class AudioJobsCollector:
         yield stalls
 
 
-def render(client: redis.Redis, job_counts: dict[str, int], queues: Iterable[str]) -> bytes:
+def render(client: redis.Redis, job_counts: dict[str, int], queue_depths: dict[str, int]) -> bytes:
     from prometheus_client import CollectorRegistry, generate_latest
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(AudioJobsCollector(client, job_counts, queues))
+    registry.register(AudioJobsCollector(client, job_counts, queue_depths))
     return generate_latest(registry)

@@ -199,16 +199,17 @@ def s3_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
     return s3_server
 
 
-def make_users(settings: Settings, *people: tuple[str, str]) -> dict[str, tuple[dict[str, str], str]]:
-    """Multi-user mode: users (name, role) of the free tier, each with an API key: name -> (the
-    X-API-KEY header, the user id)."""
+def make_users(settings: Settings, *people: tuple[str, ...]) -> dict[str, tuple[dict[str, str], str]]:
+    """Multi-user mode: users (name, role[, tier]; the free tier unless named), each with an API key:
+    name -> (the X-API-KEY header, the user id)."""
     from audiojobs.db import session_scope
+    from audiojobs.quotas.tiers import tier_table
     from audiojobs.users import service as users
 
     made = {}
     with session_scope(settings.effective_database_url) as session:
-        for name, role in people:
-            user = users.create_user(session, name, password=f"pw-{name}-123", role=role, tier="free",
-                                     known_tiers={"free"})
+        for name, role, *tier in people:
+            user = users.create_user(session, name, password=f"pw-{name}-123", role=role, tier=(tier or ["free"])[0],
+                                     known_tiers=set(tier_table(settings.tier_limits_json)))
             made[name] = ({"X-API-KEY": users.create_api_key(session, user, "k")[1]}, str(user.id))
     return made

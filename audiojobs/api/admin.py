@@ -24,6 +24,7 @@ from audiojobs.config import Settings
 from audiojobs.db import session_scope
 from audiojobs.errors import Conflict, NotFound
 from audiojobs.jobs import queries, usecases
+from audiojobs.jobs.messages import queue_depth
 from audiojobs.quotas.limits import known_tiers, limits_for, tier_of
 from audiojobs.redis_client import redis_client
 from audiojobs.users import service as users
@@ -80,12 +81,12 @@ def admin_owner_processing(owner_user_id: str) -> Answer:
 def admin_queues() -> Answer:
     """Queue depths and the workers online (admin)
 
-    Depth of each queue (Redis list lengths) and the workers that answer a 1-second ping.
+    Depth of each queue (its Redis lists, every priority level together) and the workers that answer a 1-second ping.
     """
     settings = current_settings()
     names = list(dict.fromkeys([settings.control_queue, settings.cpu_queue, settings.transcribe_queue]))
     client = redis_client(settings)
-    depths = {name: int(client.llen(name)) for name in names}
+    depths = {name: queue_depth(client, name) for name in names}
     return R.QueueDepths(queues=depths, workers=_workers_online())
 
 

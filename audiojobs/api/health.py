@@ -15,6 +15,7 @@ from audiojobs.api.openapi import TEXT, Answer, documented
 from audiojobs.db import session_scope
 from audiojobs.errors import ConfigError, StorageMisconfigured, StorageUnavailable
 from audiojobs.jobs import queries
+from audiojobs.jobs.messages import queue_depth
 from audiojobs.redis_client import redis_client
 from audiojobs.storage import open_store
 
@@ -72,6 +73,7 @@ def metrics() -> Answer:
     settings = current_settings()
     with session_scope(settings.effective_database_url) as session:
         counts = queries.count_by_status(session, owner_user_id=None)
+    client = redis_client(settings)
     queues = dict.fromkeys([settings.control_queue, settings.cpu_queue, settings.transcribe_queue])
-    body = m.render(redis_client(settings), counts, queues)
+    body = m.render(client, counts, {queue: queue_depth(client, queue) for queue in queues})
     return Response(body, mimetype="text/plain", headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})

@@ -22,6 +22,7 @@ from audiojobs.api.schemas import (
     BatchRequest,
     IdempotencyHeaders,
     JobListQuery,
+    PriorityRequest,
     ResultQuery,
     SubmitForm,
     SubmitRequest,
@@ -243,6 +244,22 @@ def cancel(job_id: str) -> Answer:
     """
     settings = current_settings()
     return R.Job.of(usecases.cancel(settings, current_app.extensions["celery"], g.principal, parse_job_id(job_id)))
+
+
+@jobs.put("/jobs/<job_id>/priority")
+@documented(ok={200: R.Job}, errors=(403, 404, 409), json=PriorityRequest)
+@login_required
+def set_priority(job_id: str) -> Answer:
+    """Change a job's priority (admins)
+
+    Levels 0-9, 9 first. Applies at once to a job waiting for a slot or in a queue (its waiting
+    message is sent again at the new level) and to every later stage of a running job. A user gets
+    403 priority_forbidden; a final job 409 job_final.
+    """
+    settings = current_settings()
+    req = parse_model(PriorityRequest, parse_json_object(request.get_data(cache=False)))
+    return R.Job.of(usecases.set_priority(settings, current_app.extensions["celery"], g.principal,
+                                          parse_job_id(job_id), req.priority))
 
 
 @jobs.post("/jobs/<job_id>/analyze")

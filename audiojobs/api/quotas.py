@@ -34,4 +34,5 @@ def usage() -> Answer:
     return R.Usage(user_id=owner, tier=tier, day=today.isoformat(), minutes_used=round(used, 4), minutes_limit=limit,
                    minutes_remaining=None if limit is None else round(max(0.0, limit - used), 4),
                    jobs_started=started, concurrent_jobs_limit=limits.concurrent_jobs,
-                   max_file_mb=limits.max_file_mb, resets_at=iso_utc(minutes.resets_at(today)))
+                   max_file_mb=limits.max_file_mb, priority=limits.priority,
+                   resets_at=iso_utc(minutes.resets_at(today)))

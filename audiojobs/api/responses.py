@@ -231,6 +231,7 @@ class Usage(_Out):
     jobs_started: int
     concurrent_jobs_limit: int
     max_file_mb: float
+    priority: int = Field(description="The level your jobs start at, 0-9 (9 first).")
     resets_at: str | None
 
 
@@ -281,6 +282,7 @@ class TierLimitsOut(_Out):
     daily_minutes: float | None
     concurrent_jobs: int
     max_file_mb: float
+    priority: int = Field(description="The level of the tier's jobs, 0-9 (9 first).")
 
 
 class TierOut(_Out):

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from audiojobs.analysis.registry import LLM_PROVIDERS, PROVIDER_NAMES
 from audiojobs.config import Settings
-from audiojobs.errors import AudioJobsError, ValidationError
+from audiojobs.errors import AudioJobsError, Forbidden, ValidationError
 from audiojobs.jobs.queries import JobFilter
 from audiojobs.jobs.states import JobStatus
 from audiojobs.net.urlguard import Refused, UrlPolicy
@@ -67,6 +67,9 @@ class SubmitRequest(BaseModel):
     callback_url: str | None = Field(default=None, max_length=2048,
                                      description="Receives job.completed, job.failed or job.cancelled as a "
                                                  "signed POST (see Webhooks); under the URL guard.")
+    priority: int | None = Field(default=None, ge=0, le=9,
+                                 description="Admins only: the job's level, 0-9 (9 first); absent: the owner's "
+                                             "tier default. A user who passes it gets 403 priority_forbidden.")
 
 
 class BatchRequest(BaseModel):
@@ -89,6 +92,14 @@ class AnalyzeRequest(BaseModel):
                                  description="Provider: local, openai, anthropic or ollama; absent: the default.")
     analysis_prompt: str | None = Field(default=None, min_length=1, max_length=4000,
                                         description="Your own instruction; absent: a summary and key phrases.")
+
+
+class PriorityRequest(BaseModel):
+    """Body of ``PUT /jobs/{id}/priority`` (admins)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    priority: int = Field(ge=0, le=9, description="The job's new level, 0-9 (9 first).")
 
 
 class JobListQuery(BaseModel):
@@ -195,6 +206,9 @@ def validate_submit(body: dict[str, Any], settings: Settings, principal: Princip
     """Check a submit body and return the job's payload: the options with defaults filled in.
     ``upload``: the multipart file's name and size, when the media came with the request."""
     req = parse_model(SubmitRequest, body)
+    if req.priority is not None and not principal.is_admin:
+        raise Forbidden("only an admin may set a job's priority; your jobs take your tier's",
+                        code="priority_forbidden", field="priority")
     if upload is not None:
         if req.url is not None or req.local_path is not None:
             raise ValidationError("with a file upload, give neither url nor local_path", code="conflicting_source",
@@ -205,6 +219,9 @@ def validate_submit(body: dict[str, Any], settings: Settings, principal: Princip
         raise ValidationError("give only one of url and local_path, not both", code="conflicting_source",
                               field="local_path")
     payload = req.model_dump()
+    level = payload.pop("priority")
+    if level is not None:
+        payload["_priority"] = level  # internal: the job row's priority, not an option of the pipeline
     if upload is not None:
         payload["upload"] = upload
     elif req.url is not None:
@@ -271,12 +288,13 @@ def check_analysis(api_name: str | None, prompt: str | None, settings: Settings)
 
 
 FORM_FLAGS = {"perform_chunking", "perform_analysis", "word_timestamps", "vad_filter"}
+FORM_INTS = {"priority"}
 
 
 FILE_FIELD = (bytes, Field(description="The audio or video (at most the tier's file size)."))
 # ``POST /jobs/submit`` as multipart/form-data: the file and the JSON body's other fields as text.
 SubmitForm = create_model("SubmitForm", file=FILE_FIELD, **{  # type: ignore[call-overload]
-    name: (Literal["true", "false"] | None if name in FORM_FLAGS else str | None,
+    name: (Literal["true", "false"] | None if name in FORM_FLAGS else int | None if name in FORM_INTS else str | None,
            Field(default=None, description=f"{info.description or ''}{' (as JSON text)' * (name == 'chunking')}"))
     for name, info in SubmitRequest.model_fields.items() if name not in {"url", "local_path"}})
 
@@ -303,6 +321,8 @@ def form_body(form: Any) -> dict[str, Any]:
         value = form.get(name)
         if name in FORM_FLAGS and value.strip().lower() in {"true", "false", "1", "0"}:
             body[name] = value.strip().lower() in {"true", "1"}
+        elif name in FORM_INTS and value.strip().isascii() and value.strip().isdigit():
+            body[name] = int(value.strip())
         elif name == "chunking":
             body[name] = load_json(value, "chunking", field="chunking")
         else:

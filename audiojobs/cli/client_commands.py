@@ -269,10 +269,10 @@ def _source(job: dict[str, Any]) -> str:
 
 
 def jobs_table(rows: list[dict[str, Any]]) -> str:
-    """Jobs as aligned columns: id, status, stage, progress, created (UTC), source, error."""
-    header = ("ID", "STATUS", "STAGE", "PROGRESS", "CREATED (UTC)", "SOURCE", "ERROR")
+    """Jobs as aligned columns: id, status, stage, progress, priority, created (UTC), source, error."""
+    header = ("ID", "STATUS", "STAGE", "PROGRESS", "PRIORITY", "CREATED (UTC)", "SOURCE", "ERROR")
     lines = [header] + [
-        (str(job["id"]), job["status"], job["stage"] or "", f"{job['progress']:g}%",
+        (str(job["id"]), job["status"], job["stage"] or "", f"{job['progress']:g}%", str(job["priority"]),
          (job["created_at"] or "")[:19].replace("T", " "), _source(job)[:48], job["error_code"] or "")
         for job in rows]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]

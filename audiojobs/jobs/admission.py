@@ -5,10 +5,12 @@ A submitted job waits (``queued``, no slot) until its owner has a free slot; the
 and on every reaper pass, so a freed slot is used at once. Waiting for a slot uses no retry and
 no broker message.
 
+Each owner's waiting jobs are admitted highest priority first (jobs/priority.py), then oldest first.
 With ``AUDIO_JOBS_OWNER_STRICT=true`` admission is also fair across owners: at most
 ``AUDIO_STRICT_QUEUE_DEPTH`` admitted jobs wait unstarted in the broker, and the next one goes to
-the owner whose latest admission is oldest (round-robin), so one user's backlog delays another
-user's job by about one job's run time at most.
+the owner whose first waiting job has the highest (aged) level, and among equals to the owner
+whose latest admission is oldest (round-robin), so one user's backlog delays another user's job
+of the same level by about one job's run time at most.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ def admit(settings: Settings, celery: Celery, owner: str | None = None, cap: int
             with session_scope(db_url) as session:
                 if recovery.count_admitted_unstarted(session) >= settings.strict_queue_depth:
                     return admitted
-                candidates = recovery.waiting_owners(session)
+                candidates = recovery.waiting_owners(session, settings.priority_aging_seconds)
             for candidate_owner, job_id in candidates:
                 if _try_admit(settings, celery, slots, candidate_owner, job_id, _cap(settings, candidate_owner)):
                     admitted += 1

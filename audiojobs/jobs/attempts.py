@@ -3,6 +3,7 @@ runner, the stage context and the recovery passes exchange with :mod:`audiojobs.
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,11 +46,15 @@ class StageDecision:
 
 @dataclass(frozen=True)
 class Dispatch:
-    """A message to publish: the job's stages from ``stage`` on, under token ``dispatch``."""
+    """A message to publish: the job's stages from ``stage`` on, under token ``dispatch``. The job's
+    ``priority`` and ``admitted_at`` say at which level it is sent (jobs/priority.py); they are not
+    part of what a dispatch is."""
 
     job_id: int
     dispatch: int
     stage: Stage
+    priority: int = field(default=0, compare=False)
+    admitted_at: dt.datetime | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,7 @@ class StageEnd:
 
     moved_on: bool
     redispatch: Dispatch | None = None
+    following: Dispatch | None = None  # moved on: the stage the chain sends next (for its priority)
 
 
 # A message that meets a live lease comes back after at most this long (or when the lease ends).

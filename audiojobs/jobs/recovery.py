@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from audiojobs.db import utcnow
+from audiojobs.jobs import priority
 from audiojobs.jobs.models import Job, StageRun
 from audiojobs.jobs.service import (
     DISPATCH_GRACE,
@@ -96,6 +97,19 @@ def stall_candidates(session: Session, unchanged_for: dt.timedelta, limit: int =
     return [Dispatch(job_id, dispatch, Stage(stage or PIPELINE[0].value)) for job_id, dispatch, stage in rows]
 
 
+def aging_candidates(session: Session, admitted_before: dt.datetime, limit: int = 1000) -> list[Dispatch]:
+    """Admitted active jobs below the top level, between stages (no lease, no due dispatch), admitted
+    before ``admitted_before``: their waiting message may have aged a level (jobs/priority.py)."""
+    rows = session.execute(
+        sa.select(Job.id, Job.dispatch, Job.stage, Job.priority, Job.admitted_at).where(
+            Job.status.in_(ACTIVE_STATUSES), Job.admitted_at.is_not(None), Job.admitted_at < admitted_before,
+            Job.leased_until.is_(None), Job.dispatch_due_at.is_(None), Job.priority < priority.HIGHEST,
+        ).order_by(Job.admitted_at).limit(limit)
+    )
+    return [Dispatch(job_id, dispatch, Stage(stage or PIPELINE[0].value), level, admitted)
+            for job_id, dispatch, stage, level, admitted in rows]
+
+
 def rescue_stalled(session: Session, stalled: Dispatch, unchanged_for: dt.timedelta) -> str | None:
     """A stranded job (no lease, no due dispatch, no message, no change): a new dispatch, due now
     (``rescued``), or ``failed`` / ``stalled`` once rescued more than ``max_retries`` times. None when
@@ -122,11 +136,12 @@ def due_dispatches(session: Session, limit: int = 500) -> list[Dispatch]:
     """Dispatches that are due and that nobody else published: the reaper publishes them."""
     cutoff = utcnow() - DISPATCH_GRACE
     rows = session.execute(
-        sa.select(Job.id, Job.dispatch, Job.stage).where(
+        sa.select(Job.id, Job.dispatch, Job.stage, Job.priority, Job.admitted_at).where(
             Job.dispatch_due_at.is_not(None), Job.dispatch_due_at <= cutoff, Job.status.in_(ACTIVE_STATUSES)
         ).order_by(Job.dispatch_due_at).limit(limit)
     )
-    return [Dispatch(job_id, dispatch, Stage(stage or PIPELINE[0].value)) for job_id, dispatch, stage in rows]
+    return [Dispatch(job_id, dispatch, Stage(stage or PIPELINE[0].value), level, admitted)
+            for job_id, dispatch, stage, level, admitted in rows]
 
 
 def mark_published(session: Session, dispatch: Dispatch) -> None:
@@ -147,29 +162,37 @@ def _waiting() -> list[sa.ColumnElement[bool]]:
 
 
 def waiting_job_ids(session: Session, owner_user_id: str, limit: int) -> list[int]:
-    """The owner's jobs waiting for a slot, oldest first."""
+    """The owner's jobs waiting for a slot, highest priority first, then oldest first."""
     return list(session.scalars(sa.select(Job.id).where(*_waiting(), Job.owner_user_id == owner_user_id)
                                 .order_by(Job.priority.desc(), Job.id).limit(limit)))
 
 
-def waiting_owners(session: Session) -> list[tuple[str, int]]:
-    """(owner, oldest waiting job) for every owner with waiting jobs, in round-robin order:
-    the owner whose latest admission is oldest (or who never had one) first."""
-    firsts = dict(session.execute(sa.select(Job.owner_user_id, sa.func.min(Job.id)).where(*_waiting())
-                                  .group_by(Job.owner_user_id)).all())
-    if not firsts:
+def waiting_owners(session: Session, aging_seconds: int = 0) -> list[tuple[str, int]]:
+    """(owner, first waiting job) for every owner with waiting jobs. An owner's first job is their
+    highest priority, oldest first; owners come by that job's level (aged since it was submitted,
+    see jobs/priority.py), then round-robin: the owner whose latest admission is oldest (or who
+    never had one) first."""
+    groups = session.execute(sa.select(Job.owner_user_id, Job.priority, sa.func.min(Job.id),
+                                       sa.func.min(Job.created_at)).where(*_waiting())
+                             .group_by(Job.owner_user_id, Job.priority)).all()
+    if not groups:
         return []
+    firsts: dict[str, tuple[int, int, dt.datetime]] = {}
+    for owner, level, first_id, since in groups:
+        if owner not in firsts or level > firsts[owner][0]:
+            firsts[owner] = (level, first_id, since)
     latest = dict(session.execute(sa.select(Job.owner_user_id, sa.func.max(Job.admitted_at))
                                   .where(Job.owner_user_id.in_(list(firsts))).group_by(Job.owner_user_id)).all())
     epoch = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+    now = utcnow()
 
-    def when(owner: str) -> dt.datetime:
+    def order(owner: str) -> tuple[int, dt.datetime, int]:
+        level, first_id, since = firsts[owner]
         value = latest.get(owner)
-        if value is None:
-            return epoch
-        return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+        when = epoch if value is None else value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+        return -priority.effective(level, since, now, aging_seconds), when, first_id
 
-    return sorted(firsts.items(), key=lambda item: (when(item[0]), item[1]))
+    return [(owner, firsts[owner][1]) for owner in sorted(firsts, key=order)]
 
 
 def count_admitted_unstarted(session: Session) -> int:
@@ -184,8 +207,9 @@ def mark_admitted(session: Session, job_id: int) -> Dispatch | None:
                              .values(admitted_at=now, dispatch_due_at=now, updated_at=now))
     if getattr(result, "rowcount", 0) != 1:
         return None
-    dispatch, stage = session.execute(sa.select(Job.dispatch, Job.stage).where(Job.id == job_id)).one()
-    return Dispatch(job_id, dispatch, Stage(stage or PIPELINE[0].value))
+    dispatch, stage, level = session.execute(sa.select(Job.dispatch, Job.stage, Job.priority)
+                                             .where(Job.id == job_id)).one()
+    return Dispatch(job_id, dispatch, Stage(stage or PIPELINE[0].value), level, now)
 
 
 def holds_slot(session: Session, job_id: int) -> bool:

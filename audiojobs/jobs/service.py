@@ -263,12 +263,15 @@ def finish_stage(session: Session, attempt: Attempt, *, skipped: bool = False,
         job.stage = following.value
     job.leased_until = None
     job.updated_at = now
-    if job.dispatch != attempt.dispatch and following is not None:
+    if following is None:
+        return StageEnd(moved_on=True)
+    ahead = Dispatch(job.id, job.dispatch, following, job.priority, job.admitted_at)
+    if job.dispatch != attempt.dispatch:
         # Re-dispatched while this attempt ran: the chain's next message carries the old token and
         # would be ignored. The outbox makes the next stage due now; the caller publishes it at once.
         job.dispatch_due_at = now
-        return StageEnd(moved_on=True, redispatch=Dispatch(job.id, job.dispatch, following))
-    return StageEnd(moved_on=True)
+        return StageEnd(moved_on=True, redispatch=ahead)
+    return StageEnd(moved_on=True, following=ahead)
 
 
 def fail_job(session: Session, job_id: int, *, code: str, message: str, attempt: Attempt | None = None) -> bool:
@@ -367,13 +370,19 @@ def close_stopped_run(session: Session, attempt: Attempt, reason: str) -> None:
 
 
 # --- Cancellation and deletion ----------------------------------------------------------------
-def cancel_job(session: Session, job_id: int, principal: Principal) -> Job:
+def active_job_for(session: Session, job_id: int, principal: Principal) -> Job:
+    """The caller's job, locked; 404 as ``get_job_for``, 409 ``job_final`` when it is final."""
     queries.get_job_for(session, job_id, principal)
     job = _lock_job(session, job_id)
     if job is None:
         raise NotFound(f"job {job_id} not found")
     if job.status_enum.is_final:
         raise Conflict(f"job {job_id} is already {job.status}", code="job_final")
+    return job
+
+
+def cancel_job(session: Session, job_id: int, principal: Principal) -> Job:
+    job = active_job_for(session, job_id, principal)
     # A running attempt notices within about a second, stops and closes its own stage run.
     end_job(job, JobStatus.CANCELLED, "cancelled", f"cancelled by user {principal.user_id}")
     job.cancelled_at = job.completed_at

@@ -35,9 +35,10 @@ from audiojobs.errors import (
     TooManyRequests,
     ValidationError,
 )
-from audiojobs.jobs import admission, idempotency, queries, service
+from audiojobs.jobs import admission, flow, idempotency, messages, queries, service
+from audiojobs.jobs.attempts import Dispatch
 from audiojobs.jobs.models import Analysis, Job, JobBatch, Transcript, TranscriptChunk
-from audiojobs.jobs.states import JobStatus
+from audiojobs.jobs.states import JobStatus, Stage
 from audiojobs.logs import job_id_var
 from audiojobs.quotas import minutes
 from audiojobs.quotas.limits import limits_for
@@ -65,9 +66,11 @@ def submit(settings: Settings, celery: Celery, principal: Principal, payload: di
                                                            ttl=ttl)
             if existing is not None:
                 return existing, True
-            cap = check_submit_allowed(session, settings, principal, payload).concurrent_jobs
+            limits = check_submit_allowed(session, settings, principal, payload)
+            cap = limits.concurrent_jobs
             job = service.create_job(session, owner_user_id=owner, payload=payload, queue=settings.cpu_queue,
-                                     max_retries=settings.max_retries, request_id=request_id)
+                                     max_retries=settings.max_retries, request_id=request_id,
+                                     priority=_level(payload, limits))
             if key is not None:
                 idempotency.remember_idempotency_key(session, owner_user_id=owner, key=key, payload=payload,
                                                  job_id=job.id)
@@ -127,13 +130,15 @@ def submit_batch(settings: Settings, celery: Celery, principal: Principal, paylo
             cap = 1
             for index, payload in enumerate(payloads):
                 try:
-                    cap = check_submit_allowed(session, settings, principal, payload).concurrent_jobs
+                    limits = check_submit_allowed(session, settings, principal, payload)
                 except AudioJobsError as refusal:
                     refusal.field = f"items[{index}]" + (f".{refusal.field}" if refusal.field else "")
                     refusal.message = f"items[{index}]: {refusal.message}"
                     raise
+                cap = limits.concurrent_jobs
                 job = service.create_job(session, owner_user_id=owner, payload=payload, queue=settings.cpu_queue,
-                                         max_retries=settings.max_retries, request_id=request_id)
+                                         max_retries=settings.max_retries, request_id=request_id,
+                                         priority=_level(payload, limits))
                 job.batch_id = batch.id
                 jobs.append(job)
             if key is not None:
@@ -181,6 +186,12 @@ def save_upload(settings: Settings, job: Job, upload: IO[bytes], filename: str) 
     return key
 
 
+def _level(payload: dict[str, Any], limits: TierLimits) -> int:
+    """A new job's priority: an admin's ``priority`` (kept as ``_priority``), else the tier's."""
+    given = payload.get("_priority")
+    return int(given) if isinstance(given, int) else limits.priority
+
+
 def check_submit_allowed(session: Session, settings: Settings, principal: Principal,
                          payload: dict[str, object]) -> TierLimits:
     """Backlog (429), daily minutes (402) and file size (413), before a job is created. The owner's limits."""
@@ -224,6 +235,28 @@ def cancel(settings: Settings, celery: Celery, principal: Principal, job_id: int
     if job.payload.get("callback_url"):
         webhooks.dispatch_due(settings, celery)
     log.info("job %s cancelled by %s", job.id, principal.user_id)
+    return job
+
+
+def set_priority(settings: Settings, celery: Celery, principal: Principal, job_id: int, level: int) -> Job:
+    """An admin changes an active job's priority: admission and every stage from now on use it, and
+    its message waiting in a queue, if any, is sent again at the new level (jobs/priority.py)."""
+    if not principal.is_admin:
+        raise Forbidden("only an admin may change a job's priority", code="priority_forbidden", field="priority")
+    with session_scope(settings.effective_database_url) as session:
+        job = service.active_job_for(session, job_id, principal)
+        job.priority = level
+        job.updated_at = utcnow()
+        between_stages = job.admitted_at is not None and job.leased_until is None and job.dispatch_due_at is None
+        ahead = Dispatch(job.id, job.dispatch, Stage(job.stage), job.priority, job.admitted_at)
+    if between_stages:
+        client = redis_client(settings)
+        found = messages.scan(client, [settings.cpu_queue, settings.transcribe_queue])
+        waiting = found.queued.get((ahead.job_id, ahead.dispatch))
+        target = flow.level_now(settings, ahead)
+        if waiting is not None and waiting.level != target:
+            messages.send_again(celery, client, waiting, ahead, target)
+    log.info("job %s: priority %s, set by %s", job.id, level, principal.user_id)
     return job
 
 

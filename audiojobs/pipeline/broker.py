@@ -16,25 +16,17 @@ which messages a live worker holds (reserved, running, or waiting for a countdow
 
 from __future__ import annotations
 
-import base64
-import binascii
 import enum
-import json
 import logging
 import time
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any
 
 import redis
 from celery import Celery
-from kombu.transport.redis import PRIORITY_STEPS, Channel
 
-import celeryconfig
 from audiojobs.config import Settings
 from audiojobs.db import session_scope
-from audiojobs.jobs import recovery
+from audiojobs.jobs import messages, recovery
 from audiojobs.jobs.attempts import Dispatch
 from audiojobs.jobs.models import SystemState
 
@@ -47,7 +39,6 @@ SUSPECTS_KEY = "audiojobs:stall_suspects"
 # A job must be seen without a message twice, this far apart, before it is rescued: a message
 # moving from a queue to a worker's hands is in neither place for an instant.
 CONFIRM_SECONDS = 1.0
-SCAN_PAGE = 500
 
 
 class Epoch(enum.Enum):
@@ -85,62 +76,8 @@ def renew_epoch(settings: Settings, client: redis.Redis) -> tuple[Epoch, list[in
     return epoch, redispatched
 
 
-@dataclass
-class JobMessages:
-    """Stage messages found in Redis, by (job id, dispatch)."""
-
-    queued: set[tuple[int, int]] = field(default_factory=set)
-    taken: dict[tuple[int, int], list[str]] = field(default_factory=dict)  # -> task ids
-
-
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _stage_message(raw: bytes | str) -> tuple[int, int, str] | None:
-    """(job id, dispatch, task id) of a stage task message as kombu keeps it in Redis, else None."""
-    try:
-        message: Any = json.loads(raw)
-        if isinstance(message, list):  # unacked entries are [message, exchange, routing key]
-            message = message[0]
-        headers = message.get("headers") or {}
-        if headers.get("task") not in celeryconfig.STAGE_TASKS:
-            return None
-        body = message["body"]
-        if (message.get("properties") or {}).get("body_encoding") == "base64":
-            body = base64.b64decode(body)
-        args = json.loads(body)[0]
-        return int(args[0]), int(args[1]), str(headers.get("id"))
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError, binascii.Error):
-        return None
-
-
-def queue_keys(queues: Iterable[str]) -> list[str]:
-    """The Redis lists of each queue: kombu keeps one per priority step."""
-    keys = []
-    for queue in dict.fromkeys(queues):
-        keys += [queue] + [f"{queue}{Channel.sep}{step}" for step in PRIORITY_STEPS if step]
-    return keys
-
-
-def scan_messages(client: redis.Redis, queues: Iterable[str]) -> JobMessages:
-    found = JobMessages()
-    for key in queue_keys(queues):
-        start = 0
-        while True:
-            page = client.lrange(key, start, start + SCAN_PAGE - 1)
-            for raw in page:
-                parsed = _stage_message(raw)
-                if parsed is not None:
-                    found.queued.add(parsed[:2])
-            if len(page) < SCAN_PAGE:
-                break
-            start += SCAN_PAGE
-    for _tag, raw in client.hscan_iter(Channel.unacked_key, count=SCAN_PAGE):
-        parsed = _stage_message(raw)
-        if parsed is not None:
-            found.taken.setdefault(parsed[:2], []).append(parsed[2])
-    return found
 
 
 def held_by_live_workers(celery: Celery, task_ids: list[str], timeout: float = 1.0) -> set[str] | None:
@@ -159,13 +96,17 @@ def held_by_live_workers(celery: Celery, task_ids: list[str], timeout: float = 1
     return held
 
 
-def without_messages(settings: Settings, celery: Celery, client: redis.Redis,
+def stage_queues(settings: Settings) -> list[str]:
+    return [settings.control_queue, settings.cpu_queue, settings.transcribe_queue]
+
+
+def without_messages(settings: Settings, celery: Celery, found: messages.JobMessages,
                      candidates: list[Dispatch]) -> list[Dispatch]:
     """The candidates (see ``recovery.stall_candidates``) that have no stage message of their
-    current dispatch anywhere: not queued, not held by a live worker."""
+    current dispatch anywhere (``found``: what ``messages.scan`` saw): not queued, not held by a
+    live worker."""
     if not candidates:
         return []
-    found = scan_messages(client, [settings.control_queue, settings.cpu_queue, settings.transcribe_queue])
     unqueued = [c for c in candidates if (c.job_id, c.dispatch) not in found.queued]
     taken = {task_id for c in unqueued for task_id in found.taken.get((c.job_id, c.dispatch), [])}
     held = held_by_live_workers(celery, sorted(taken)) if taken else set()

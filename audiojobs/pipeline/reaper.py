@@ -13,7 +13,9 @@ Each pass (``AUDIO_REAPER_INTERVAL_SECONDS``):
    ``max_retries`` times;
 4. every dispatch that is due and unpublished (retries after their backoff, the above, messages
    whose publishing failed) is published;
-5. the per-user slot sets are brought in line with the jobs table, and waiting jobs admitted;
+5. priority aging (jobs/priority.py): a message that waited in a queue while its job rose a level is
+   sent again at that level;
+6. the per-user slot sets are brought in line with the jobs table, and waiting jobs admitted;
    due webhook deliveries and lost analysis re-runs are sent.
 """
 
@@ -29,8 +31,8 @@ from celery import Celery
 from audiojobs import metrics
 from audiojobs.analysis import reruns as analyses
 from audiojobs.config import Settings
-from audiojobs.db import session_scope
-from audiojobs.jobs import admission, recovery
+from audiojobs.db import session_scope, utcnow
+from audiojobs.jobs import admission, messages, priority, recovery
 from audiojobs.jobs.flow import publish_and_mark
 from audiojobs.pipeline import broker
 from audiojobs.pipeline.guard import holder_is_dead
@@ -50,14 +52,30 @@ class ReapReport:
     broker_was_reset: bool  # Redis came back empty (not: a new Redis)
     admitted: int
     stalled: int = 0
+    aged: int = 0
 
 
-def watch_for_stalls(settings: Settings, celery: Celery, client: redis.Redis) -> list[int]:
+class Scan:
+    """The broker's stage messages, read once per pass and only when a step needs them."""
+
+    def __init__(self, settings: Settings, client: redis.Redis) -> None:
+        self.settings, self.client = settings, client
+        self._found: messages.JobMessages | None = None
+
+    def __call__(self) -> messages.JobMessages:
+        if self._found is None:
+            self._found = messages.scan(self.client, broker.stage_queues(self.settings))
+        return self._found
+
+
+def watch_for_stalls(settings: Settings, celery: Celery, client: redis.Redis, scan: Scan) -> list[int]:
     """Step 3: rescue the jobs nothing will move; their ids."""
     unchanged_for = dt.timedelta(seconds=settings.effective_stall_seconds)
     with session_scope(settings.effective_database_url) as session:
         candidates = recovery.stall_candidates(session, unchanged_for)
-    orphans = broker.confirmed(client, broker.without_messages(settings, celery, client, candidates))
+    if not candidates:
+        return []
+    orphans = broker.confirmed(client, broker.without_messages(settings, celery, scan(), candidates))
     rescued = []
     for orphan in orphans:
         with session_scope(settings.effective_database_url) as session:
@@ -72,6 +90,26 @@ def watch_for_stalls(settings: Settings, celery: Celery, client: redis.Redis) ->
     return rescued
 
 
+def age_waiting(settings: Settings, celery: Celery, client: redis.Redis, scan: Scan) -> list[int]:
+    """Step 5: messages that waited in a queue while their job aged a level (jobs/priority.py) are
+    sent again at the level reached; the job ids."""
+    if settings.priority_aging_seconds <= 0:
+        return []
+    now = utcnow()
+    with session_scope(settings.effective_database_url) as session:
+        candidates = recovery.aging_candidates(session, now - dt.timedelta(seconds=settings.priority_aging_seconds))
+    raised = []
+    for candidate in candidates:
+        waiting = scan().queued.get((candidate.job_id, candidate.dispatch))
+        level = priority.effective(candidate.priority, candidate.admitted_at, now, settings.priority_aging_seconds)
+        if waiting is not None and waiting.level < level:
+            messages.send_again(celery, client, waiting, candidate, level)
+            raised.append(candidate.job_id)
+    if raised:
+        log.info("reaper: %d waiting jobs aged a priority level and were sent again", len(raised))
+    return raised
+
+
 def reap(settings: Settings, celery: Celery) -> ReapReport:
     db_url = settings.effective_database_url
     with session_scope(db_url) as session:
@@ -79,11 +117,13 @@ def reap(settings: Settings, celery: Celery) -> ReapReport:
         recovery.close_abandoned_runs(session, dt.timedelta(seconds=settings.lease_seconds))
     client = redis_client(settings)
     epoch, redispatched = broker.renew_epoch(settings, client)
-    stalled = watch_for_stalls(settings, celery, client)
+    scan = Scan(settings, client)
+    stalled = watch_for_stalls(settings, celery, client, scan)
     with session_scope(db_url) as session:
         due = recovery.due_dispatches(session)
     for dispatch in due:
         publish_and_mark(settings, celery, dispatch)
+    aged = age_waiting(settings, celery, client, scan)
     # Slots follow the jobs table (renewed, re-added after a Redis loss, freed for ended jobs),
     # then every waiting job that may start now is admitted.
     admission.reconcile_slots(settings)
@@ -91,8 +131,8 @@ def reap(settings: Settings, celery: Celery) -> ReapReport:
     webhooks.dispatch_due(settings, celery)  # first sends that never happened, and retries now due
     analyses.redispatch_lost(settings, celery)
     report = ReapReport(len(expired), len(redispatched), len(due), epoch is broker.Epoch.LOST, admitted,
-                        len(stalled))
-    if expired or redispatched or due or admitted or stalled:
+                        len(stalled), len(aged))
+    if expired or redispatched or due or admitted or stalled or aged:
         log.info("reaper: %s", report)
     return report
 

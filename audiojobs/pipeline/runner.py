@@ -29,7 +29,7 @@ from audiojobs.db import session_scope
 from audiojobs.errors import AudioJobsError, StorageUnavailable
 from audiojobs.jobs import admission, recovery, service
 from audiojobs.jobs.attempts import Decision, Dispatch
-from audiojobs.jobs.flow import publish_and_mark
+from audiojobs.jobs.flow import next_at, publish_and_mark
 from audiojobs.jobs.states import PIPELINE, JobStatus, Stage
 from audiojobs.logs import job_id_var, request_id_var
 from audiojobs.pipeline import cleanup
@@ -139,6 +139,8 @@ class StageTask(AudioJobsTask):
                      stage.value, attempt.dispatch, end.redispatch.dispatch)
             publish_dispatch(settings, self.app, end.redispatch)
             raise Ignore()
+        if end.following is not None:
+            next_at(settings, self.request.chain, end.following)
         log.info("job %s: %s finished", job_id, stage.value)
 
     def _hand_back(self, job_id: int, stage: Stage, settings: Settings) -> None:

@@ -15,6 +15,7 @@ class TierLimits:
     daily_minutes: float | None  # None: unlimited
     concurrent_jobs: int
     max_file_mb: float
+    priority: int = 2  # the level of the tier's jobs, 0-9 (9 first); see jobs/priority.py
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -25,11 +26,12 @@ class TierLimits:
 
 
 DEFAULT_TIERS: dict[str, TierLimits] = {
-    "free": TierLimits(daily_minutes=30, concurrent_jobs=1, max_file_mb=25),
-    "standard": TierLimits(daily_minutes=300, concurrent_jobs=3, max_file_mb=100),
-    "premium": TierLimits(daily_minutes=None, concurrent_jobs=10, max_file_mb=500),
+    "free": TierLimits(daily_minutes=30, concurrent_jobs=1, max_file_mb=25, priority=2),
+    "standard": TierLimits(daily_minutes=300, concurrent_jobs=3, max_file_mb=100, priority=4),
+    "premium": TierLimits(daily_minutes=None, concurrent_jobs=10, max_file_mb=500, priority=6),
 }
-_FIELDS = {"daily_minutes", "concurrent_jobs", "max_file_mb"}
+_FIELDS = {"daily_minutes", "concurrent_jobs", "max_file_mb", "priority"}
+_REQUIRED = _FIELDS - {"priority"}  # a new tier without it gets the free tier's level
 
 
 def _limits(name: str, raw: Any, base: TierLimits | None) -> TierLimits:
@@ -39,18 +41,21 @@ def _limits(name: str, raw: Any, base: TierLimits | None) -> TierLimits:
     unknown = set(raw) - _FIELDS
     if unknown:
         raise ConfigError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
-    merged = {**(asdict(base) if base else {}), **raw}
-    missing = _FIELDS - set(merged)
+    merged = {"priority": DEFAULT_TIERS["free"].priority, **(asdict(base) if base else {}), **raw}
+    missing = _REQUIRED - set(merged)
     if missing:
         raise ConfigError(f"{where}: a new tier needs {', '.join(sorted(missing))}")
     minutes, concurrent, size = merged["daily_minutes"], merged["concurrent_jobs"], merged["max_file_mb"]
+    level = merged["priority"]
     if minutes is not None and (isinstance(minutes, bool) or not isinstance(minutes, int | float) or minutes < 0):
         raise ConfigError(f"{where}: daily_minutes must be a number >= 0 or null")
     if isinstance(concurrent, bool) or not isinstance(concurrent, int) or concurrent < 1:
         raise ConfigError(f"{where}: concurrent_jobs must be an integer >= 1")
     if isinstance(size, bool) or not isinstance(size, int | float) or size <= 0:
         raise ConfigError(f"{where}: max_file_mb must be a number > 0")
-    return TierLimits(daily_minutes=minutes, concurrent_jobs=concurrent, max_file_mb=size)
+    if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 9:
+        raise ConfigError(f"{where}: priority must be an integer 0-9 (9 first)")
+    return TierLimits(daily_minutes=minutes, concurrent_jobs=concurrent, max_file_mb=size, priority=level)
 
 
 @lru_cache(maxsize=8)

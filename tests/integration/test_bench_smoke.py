@@ -25,9 +25,10 @@ def test_every_part_of_the_benchmark_runs(tmp_path: Path) -> None:
     parts = {f["part"] for f in report["figures"] if f["value"] is not None}
     figures = {f["name"]: f["value"] for f in report["figures"]}
     if shutil.which("ab") is None:  # scripts/test installs apache2-utils where it can (root, apt)
-        assert "API load" in figures and parts == {"a", "b", "c", "e", "f", "g"}
+        assert "API load" in figures and parts == {"a", "b", "c", "e", "f", "g", "h"}
         return
-    assert parts == {"a", "b", "c", "d", "e", "f", "g"}, report["figures"]
+    assert parts == {"a", "b", "c", "d", "e", "f", "g", "h"}, report["figures"]
+    assert figures["messages: low tasks run before the last high one (40 low, 5 high)"] == 0
     assert figures["submit-to-completed, S3 store, jfk.flac (11 s)"] > 0
     assert figures["peak RSS growth moving 32 MB up to S3 and back"] is not None
     assert figures["openai-whisper / faster-whisper (batched)"] > 0

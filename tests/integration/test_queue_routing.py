@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import redis as redis_lib
 
+from audiojobs.jobs.messages import queue_depth, queue_keys
 from tests.conftest import AUTH, wait_for_job, word_error_rate
 from tests.integration.conftest import Stack
 from tests.services import JFK_TEXT
@@ -28,8 +29,8 @@ def test_transcription_waits_for_a_worker_on_the_transcribe_queue(bare_stack: St
                            until=lambda b: any(s["stage"] == "audio_convert" and s["status"] == "succeeded"
                                                for s in b["stages"]))
         assert job["status"] == "processing"
-        wait_for_job(stack.client, job_id, timeout=10, until=lambda b: broker.llen("audio_gpu") == 1)
-        assert broker.llen("audio_cpu") == 0
+        wait_for_job(stack.client, job_id, timeout=10, until=lambda b: queue_depth(broker, "audio_gpu") == 1)
+        assert queue_depth(broker, "audio_cpu") == 0
         gpu_worker = stack.start_worker(queues="audio_gpu")
         try:
             job = wait_for_job(stack.client, job_id)
@@ -57,8 +58,10 @@ def test_gpu_worker_transcribes_with_both_backends_and_hands_back_other_stages(
         submit = "/api/v1/audio/jobs/submit"
         path = str(stack.media_root / "jfk.flac")
         misrouted = stack.client.post(submit, json={"local_path": path}, headers=AUTH).get_json()["id"]
-        assert broker.llen("audio_cpu") == 1
-        assert broker.lmove("audio_cpu", "audio_gpu", "RIGHT", "LEFT")  # the download message, now misrouted
+        assert queue_depth(broker, "audio_cpu") == 1
+        level_list = next(key for key in queue_keys(["audio_cpu"]) if broker.llen(key))  # the job's level's list
+        # The download message, now misrouted (into audio_gpu's list of the same level).
+        assert broker.lmove(level_list, level_list.replace("audio_cpu", "audio_gpu", 1), "RIGHT", "LEFT")
         deadline = time.monotonic() + 30
         while b"handed back to audio_cpu" not in gpu_worker.log_path.read_bytes():
             assert time.monotonic() < deadline, gpu_worker.log()

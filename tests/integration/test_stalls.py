@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from audiojobs.celery_app import producer_app
 from audiojobs.db import session_scope, utcnow
+from audiojobs.jobs import messages
 from audiojobs.jobs.flow import pipeline_for
 from audiojobs.jobs.models import Job
 from audiojobs.pipeline import broker, reaper
@@ -47,12 +48,12 @@ def test_a_message_held_by_a_live_worker_keeps_its_job_and_a_dead_workers_does_n
     job_id = resp.get_json()["id"]
     # Its message leaves the queue and comes back as one a worker must hold for a minute (as a
     # retry's countdown is held): in Redis's unacked set, not in any queue.
-    assert client.delete(settings.cpu_queue) == 1
+    assert client.delete(*messages.queue_keys([settings.cpu_queue])) == 1
     pipeline_for(celery, job_id, 1).apply_async(countdown=60)
     worker = stack.start_worker()
     try:
         deadline = time.monotonic() + 20
-        while not broker.scan_messages(client, [settings.cpu_queue]).taken:
+        while not messages.scan(client, [settings.cpu_queue]).taken:
             assert time.monotonic() < deadline, "the worker did not take the message"
             time.sleep(0.2)
         _unchanged_for(stack, job_id, settings.effective_stall_seconds + 60)
@@ -61,7 +62,7 @@ def test_a_message_held_by_a_live_worker_keeps_its_job_and_a_dead_workers_does_n
         worker.proc.wait()
     finally:
         worker.stop()
-    found = broker.scan_messages(client, [settings.cpu_queue])
+    found = messages.scan(client, [settings.cpu_queue])
     assert (job_id, 1) in found.taken  # still in unacked, until the visibility timeout (hours)
     assert _two_passes(stack, celery) == 1
     with session_scope(settings.effective_database_url) as s:

@@ -10,6 +10,7 @@ import redis
 from flask.testing import FlaskClient
 
 from audiojobs.config import Settings
+from audiojobs.jobs.messages import queue_depth
 from tests.conftest import AUTH
 
 SUBMIT = "/api/v1/audio/jobs/submit"
@@ -32,7 +33,7 @@ def test_same_key_same_body_returns_the_same_job(client: FlaskClient, media_root
     assert status3 == 202 and job3["id"] == job1["id"]
     summary = client.get("/api/v1/audio/jobs/admin/summary", headers=AUTH).get_json()
     assert summary["total"] == 1
-    assert redis.Redis.from_url(settings.redis_url).llen("audio_cpu") == 1  # enqueued once
+    assert queue_depth(redis.Redis.from_url(settings.redis_url), "audio_cpu") == 1  # enqueued once
 
 
 def test_same_key_other_body_is_409(client: FlaskClient, media_root: Path) -> None:

@@ -120,7 +120,7 @@ def test_admin_owner_processing_reports_the_tier_cap(client: FlaskClient, settin
 def test_admin_tiers_in_single_user_mode(client: FlaskClient) -> None:
     body = client.get(f"{BASE}/admin/tiers/1", headers=AUTH).get_json()
     assert body == {"user_id": "1", "tier": "premium",
-                    "limits": {"daily_minutes": None, "concurrent_jobs": 10, "max_file_mb": 500}}
+                    "limits": {"daily_minutes": None, "concurrent_jobs": 10, "max_file_mb": 500, "priority": 6}}
     assert client.get(f"{BASE}/admin/tiers/2", headers=AUTH).status_code == 404
     resp = client.put(f"{BASE}/admin/tiers/1", json={"tier": "free"}, headers=AUTH)
     assert resp.status_code == 409 and resp.get_json()["error"]["code"] == "single_user_tier_fixed"

@@ -232,7 +232,8 @@ def test_admin_reads_and_sets_tiers(client: FlaskClient) -> None:
     resp = client.put(f"{BASE}/admin/tiers/1", json={"tier": "standard"}, headers=admin)
     assert resp.status_code == 200
     assert resp.get_json() == {"user_id": "1", "tier": "standard",
-                               "limits": {"daily_minutes": 300, "concurrent_jobs": 3, "max_file_mb": 100}}
+                               "limits": {"daily_minutes": 300, "concurrent_jobs": 3, "max_file_mb": 100,
+                                          "priority": 4}}
     assert client.get(f"{BASE}/admin/owner/1/processing", headers=admin).get_json()["limit"] == 3
     resp = client.put(f"{BASE}/admin/tiers/1", json={"tier": "gold"}, headers=admin)
     assert resp.status_code == 422 and resp.get_json()["error"] == {

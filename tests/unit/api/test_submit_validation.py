@@ -10,6 +10,7 @@ import redis
 from flask.testing import FlaskClient
 
 from audiojobs.config import Settings
+from audiojobs.jobs.messages import queue_depth
 from tests.conftest import AUTH
 
 SUBMIT = "/api/v1/audio/jobs/submit"
@@ -32,7 +33,7 @@ def test_submit_local_file_returns_202_with_location(client: FlaskClient, media_
     assert body["domain"] == "audio" and body["status"] == "queued" and body["queue"] == "audio_cpu"
     assert resp.headers["Location"] == f"/api/v1/audio/jobs/{body['id']}"
     # The chain's first task is on the CPU queue, sent only after the row was committed.
-    assert redis.Redis.from_url(settings.redis_url).llen("audio_cpu") == 1
+    assert queue_depth(redis.Redis.from_url(settings.redis_url), "audio_cpu") == 1
     job = client.get(resp.headers["Location"], headers=AUTH).get_json()
     assert job["payload"] == {"url": None, "local_path": str(media_root / "jfk.flac"), "model": "whisper-1",
                               "perform_chunking": True, "perform_analysis": False, "api_name": None,
@@ -195,7 +196,7 @@ def test_no_job_is_created_by_a_rejected_submit(client: FlaskClient, settings: S
     _bad(client, {"url": "ftp://x/y"}, "unsupported_url_scheme", "url")
     summary = client.get("/api/v1/audio/jobs/admin/summary", headers=AUTH).get_json()
     assert summary["total"] == 0
-    assert redis.Redis.from_url(settings.redis_url).llen("audio_cpu") == 0
+    assert queue_depth(redis.Redis.from_url(settings.redis_url), "audio_cpu") == 0
 
 
 def test_local_path_disabled_when_no_roots(tmp_path: Path, sqlite_url: str, redis_url: str) -> None:

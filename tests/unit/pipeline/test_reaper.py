@@ -18,7 +18,7 @@ from audiojobs import metrics
 from audiojobs.celery_app import producer_app
 from audiojobs.config import Settings
 from audiojobs.db import session_scope, utcnow
-from audiojobs.jobs import admission, service
+from audiojobs.jobs import admission, messages, service
 from audiojobs.jobs.models import Job, SystemState
 from audiojobs.jobs.states import Stage
 from audiojobs.pipeline import broker, reaper
@@ -54,8 +54,8 @@ def _unchanged_for(settings: Settings, job_id: int, seconds: float) -> None:
         s.execute(sa.update(Job).where(Job.id == job_id).values(updated_at=utcnow() - dt.timedelta(seconds=seconds)))
 
 
-def _messages(client: redis_lib.Redis, settings: Settings) -> broker.JobMessages:
-    return broker.scan_messages(client, [settings.cpu_queue, settings.transcribe_queue, settings.control_queue])
+def _messages(client: redis_lib.Redis, settings: Settings) -> messages.JobMessages:
+    return messages.scan(client, broker.stage_queues(settings))
 
 
 def test_a_new_broker_is_not_a_lost_one(setup: tuple[Settings, Celery, redis_lib.Redis]) -> None:
@@ -110,7 +110,7 @@ def test_a_job_whose_message_vanished_is_rescued_then_fails_stalled(
     settings, celery, client = setup
     job_id = _admitted_job(settings, celery)
     reaper.reap(settings, celery)  # records the epoch: what follows is no broker loss
-    client.delete(settings.cpu_queue)  # the message is gone, the epoch is not
+    client.delete(*messages.queue_keys([settings.cpu_queue]))  # the message is gone, the epoch is not
     _unchanged_for(settings, job_id, 10)
     assert reaper.reap(settings, celery).stalled == 0  # not before AUDIO_STALL_SECONDS (30)
     _unchanged_for(settings, job_id, 31)
@@ -122,11 +122,11 @@ def test_a_job_whose_message_vanished_is_rescued_then_fails_stalled(
     assert (job.status, job.dispatch, job.stall_rescues) == ("queued", 2, 1)
     assert [e["code"] for e in job.attempt_errors] == ["stalled"]
     assert (job_id, 2) in _messages(client, settings).queued  # sent again under the new dispatch
-    text = metrics.render(client, {}, []).decode()
+    text = metrics.render(client, {}, {}).decode()
     assert 'audiojobs_stalls_total{stage="audio_download"} 1.0' in text
 
     # Stranded again and again: past max_retries (1) rescues it fails, with its reason.
-    client.delete(settings.cpu_queue)
+    client.delete(*messages.queue_keys([settings.cpu_queue]))
     _unchanged_for(settings, job_id, 31)
     reaper.reap(settings, celery)
     time.sleep(broker.CONFIRM_SECONDS)
@@ -144,12 +144,13 @@ def test_a_message_taken_by_a_worker_that_died_does_not_keep_the_job_waiting(
     settings, celery, client = setup
     job_id = _admitted_job(settings, celery)
     reaper.reap(settings, celery)
-    raw = client.rpop(settings.cpu_queue)  # as kombu takes a message for a consumer
+    key = next(k for k in messages.queue_keys([settings.cpu_queue]) if client.llen(k))  # the job's level's list
+    raw = client.rpop(key)  # as kombu takes a message for a consumer
     assert raw is not None
     client.hset("unacked", "tag-1", json.dumps([json.loads(raw), "", settings.cpu_queue]))
     client.zadd("unacked_index", {"tag-1": time.time()})
     found = _messages(client, settings)
-    assert found.queued == set() and list(found.taken) == [(job_id, 1)]
+    assert not found.queued and list(found.taken) == [(job_id, 1)]
     _unchanged_for(settings, job_id, 31)
     reaper.reap(settings, celery)
     time.sleep(broker.CONFIRM_SECONDS)
