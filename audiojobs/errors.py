@@ -117,6 +117,12 @@ class DownloadFailed(StageError):
     code = "download_failed"
 
 
+class DiarizationUnavailable(StageError):
+    """A job asked for speakers and this worker has no diarization packages."""
+
+    code = "diarization_unavailable"
+
+
 class TransientStageError(StageError):
     """Worth another try: a network blip, a database or broker hiccup, a 5xx from a remote."""
 

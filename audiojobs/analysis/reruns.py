@@ -16,9 +16,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from audiojobs.analysis.cache import analyze_cached
 from audiojobs.analysis.registry import get_provider
 from audiojobs.analysis.states import AnalysisStatus, moved
+from audiojobs.analysis.transcripts import analyze_transcript
 from audiojobs.config import Settings
 from audiojobs.db import session_scope, utcnow
 from audiojobs.errors import AnalysisFailed, Conflict
@@ -93,13 +93,14 @@ def run_rerun(settings: Settings, job_id: int, run: int) -> str | None:
         row = session.scalar(sa.select(Analysis).where(Analysis.job_id == job_id))
         if row is None or row.run != run or row.status != AnalysisStatus.PENDING.value:
             return None
-        text = session.scalar(sa.select(Transcript.text).where(Transcript.job_id == job_id))
+        stored = session.execute(sa.select(Transcript.text, Transcript.segments)
+                                 .where(Transcript.job_id == job_id)).one_or_none()
         api_name, prompt = row.provider, row.prompt
     try:
-        if text is None:
+        if stored is None:
             raise AnalysisFailed("the job has no stored transcript")
         with closing(get_provider(api_name, settings)) as provider:
-            result = analyze_cached(provider, text, prompt, settings)
+            result = analyze_transcript(provider, {"text": stored[0], "segments": stored[1]}, prompt, settings)
         error = None
     except AnalysisFailed as exc:
         result, error = None, exc

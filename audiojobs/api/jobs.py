@@ -40,6 +40,7 @@ from audiojobs.api.schemas import (
 from audiojobs.config import Settings
 from audiojobs.db import session_scope
 from audiojobs.errors import (
+    Conflict,
     PayloadTooLarge,
     ValidationError,
 )
@@ -185,7 +186,8 @@ def get_job(job_id: str) -> Answer:
 def get_result(job_id: str) -> Answer:
     """The transcript of a completed job, in the format asked for
 
-    json (default): transcript, chunks and analysis; verbose_json: OpenAI's shape; text; srt and vtt
+    json (default): transcript, chunks and analysis; verbose_json: OpenAI's shape; diarized_json:
+    OpenAI's with speakers (jobs submitted with diarize; else 409 not_diarized); text; srt and vtt
     subtitles.
     """
     query = parse_result_query(request.args)
@@ -199,6 +201,10 @@ def get_result(job_id: str) -> Answer:
     style = formats.SubtitleStyle(settings.subtitle_line_chars, settings.subtitle_lines, settings.subtitle_seconds)
     if query.format == "verbose_json":
         return jsonify(formats.verbose_json(body))
+    if query.format == "diarized_json":
+        if body["speakers"] is None:
+            raise Conflict(f"job {job.id} was not submitted with diarize: it has no speakers", code="not_diarized")
+        return jsonify(formats.diarized_json(body))
     if query.format == "text":
         return Response(formats.text(body), mimetype=formats.MIME["text"])
     render = formats.srt if query.format == "srt" else formats.vtt

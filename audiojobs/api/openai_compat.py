@@ -26,7 +26,7 @@ from audiojobs.jobs.states import FINAL_STATUS_VALUES
 
 openai_compat = Blueprint("openai_compat", __name__)
 
-RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
+RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt", "diarized_json")
 FIELDS = {"model", "language", "prompt", "response_format", "timestamp_granularities[]", "temperature"}
 # A failed job's code -> the HTTP status the caller gets.
 FAILURE_STATUS = {"invalid_media": 422, "source_too_large": 413, "quota_exceeded": 402, "unknown_model": 422,
@@ -40,7 +40,8 @@ FAILURE_STATUS = {"invalid_media": 422, "source_too_large": 413, "quota_exceeded
 def transcriptions() -> Answer:
     """OpenAI-compatible transcription, answered when done
 
-    multipart/form-data: file, model, language, prompt, response_format, timestamp_granularities[]. A
+    multipart/form-data: file, model, language, prompt, response_format (diarized_json labels each
+    segment with its speaker), timestamp_granularities[]. A
     job that takes longer than AUDIO_SYNC_TIMEOUT_SECONDS is answered 202 with the job, to poll.
     """
     settings = current_settings()
@@ -64,7 +65,8 @@ def transcriptions() -> Answer:
             raise ValidationError("timestamp_granularities[] may be word and segment", code="invalid_value",
                                   field="timestamp_granularities[]")
         body: dict[str, Any] = {"model": form.get("model") or "whisper-1", "perform_chunking": False,
-                                "word_timestamps": "word" in granularities}
+                                "word_timestamps": "word" in granularities,
+                                "diarize": response_format == "diarized_json"}
         if form.get("language"):
             body["language"] = form["language"]
         if form.get("prompt"):
@@ -108,6 +110,8 @@ def _render(result: dict[str, Any], response_format: str, granularities: set[str
         if granularities == {"word"}:
             body.pop("segments", None)
         return jsonify(body)
+    if response_format == "diarized_json":
+        return jsonify(formats.diarized_json(result))
     if response_format == "text":
         return Response(formats.text(result), mimetype="text/plain")
     render = formats.srt if response_format == "srt" else formats.vtt

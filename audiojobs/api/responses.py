@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
+from audiojobs import formats
 from audiojobs.jobs import models as rows
 from audiojobs.jobs.snapshot import iso_utc, job_fields
 from audiojobs.jobs.states import JobStatus, Stage, StageRunStatus
@@ -109,9 +110,16 @@ class Segment(BaseModel):
     text: str
 
 
+class SpeakerOut(_Out):
+    label: str = Field(description="A, B, … in order of first appearance")
+    total_seconds: float = Field(description="How long they spoke (their segments' lengths)")
+    first_start: float = Field(description="When they first spoke, in seconds")
+
+
 class TranscriptOut(_Out):
     text: str
     segments: list[Segment]
+    speakers: list[SpeakerOut] | None = Field(default=None, description="With diarize: who spoke.")
     language: str | None
     duration: float | None
     model: str
@@ -123,6 +131,7 @@ class ChunkOut(_Out):
     text: str
     start: float | None
     end: float | None
+    speakers: list[str] | None = Field(default=None, description="With diarize: who speaks in it, in order.")
 
 
 class AnalysisOut(_Out):
@@ -201,6 +210,8 @@ class Result(_Out):
     status: JobStatus
     text: str
     segments: list[Segment]
+    speakers: list[SpeakerOut] | None = Field(default=None, description="With diarize: who spoke (label, "
+                                                                          "total seconds, first start).")
     language: str | None
     duration: float | None
     model: str
@@ -212,12 +223,13 @@ class Result(_Out):
     def of(cls, job: rows.Job, transcript: rows.Transcript, chunks: list[rows.TranscriptChunk],
            analysis: rows.Analysis | None) -> Result:
         body: dict[str, Any] = {"text": transcript.text, "segments": transcript.segments,
+                                "speakers": formats.speakers(transcript.segments),
                                 "language": transcript.language, "duration": transcript.duration_seconds,
                                 "model": transcript.model}
         return cls(job_id=job.id, status=JobStatus(job.status), **body,
                    transcript=TranscriptOut(**body, source=transcript.source),
-                   chunks=[ChunkOut(index=c.chunk_index, text=c.text, start=c.start_seconds, end=c.end_seconds)
-                           for c in chunks],
+                   chunks=[ChunkOut(index=c.chunk_index, text=c.text, start=c.start_seconds, end=c.end_seconds,
+                                    speakers=c.speakers) for c in chunks],
                    analysis=None if analysis is None else AnalysisOut.of(analysis))
 
 

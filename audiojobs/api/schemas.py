@@ -67,6 +67,13 @@ class SubmitRequest(BaseModel):
     callback_url: str | None = Field(default=None, max_length=2048,
                                      description="Receives job.completed, job.failed or job.cancelled as a "
                                                  "signed POST (see Webhooks); under the URL guard.")
+    diarize: bool = Field(default=False, description="Label every segment (and word) with its speaker: A, B, …")
+    speakers: int | None = Field(default=None, ge=1, le=20,
+                                 description="With diarize: exactly this many speakers (else estimated).")
+    min_speakers: int | None = Field(default=None, ge=1, le=20,
+                                     description="With diarize: at least this many speakers (default 1).")
+    max_speakers: int | None = Field(default=None, ge=1, le=20,
+                                     description="With diarize: at most this many speakers (default 8).")
     priority: int | None = Field(default=None, ge=0, le=9,
                                  description="Admins only: the job's level, 0-9 (9 first); absent: the owner's "
                                              "tier default. A user who passes it gets 403 priority_forbidden.")
@@ -248,6 +255,7 @@ def validate_submit(body: dict[str, Any], settings: Settings, principal: Princip
     if req.analysis_prompt is not None and not req.perform_analysis:
         raise ValidationError("analysis_prompt needs perform_analysis true", code="invalid_option",
                               field="analysis_prompt")
+    _check_speakers(req)
     check_analysis(req.api_name, req.analysis_prompt, settings)
     if req.callback_url is not None:
         try:
@@ -255,6 +263,21 @@ def validate_submit(body: dict[str, Any], settings: Settings, principal: Princip
         except Refused as refusal:
             raise ValidationError(refusal.message, code=refusal.code, field="callback_url") from None
     return payload
+
+
+def _check_speakers(req: SubmitRequest) -> None:
+    counts = {name: getattr(req, name) for name in ("speakers", "min_speakers", "max_speakers")}
+    given = [name for name, value in counts.items() if value is not None]
+    if given and not req.diarize:
+        raise ValidationError(f"{given[0]} needs diarize true", code="invalid_option", field=given[0])
+    if req.speakers is not None and (req.min_speakers is not None or req.max_speakers is not None):
+        other = "min_speakers" if req.min_speakers is not None else "max_speakers"
+        raise ValidationError(f"give speakers (an exact count) or {other}, not both", code="conflicting_option",
+                              field="speakers")
+    low, high = req.min_speakers or 1, req.max_speakers or 8
+    if low > high:
+        raise ValidationError(f"min_speakers ({low}) is above max_speakers ({high})", code="invalid_value",
+                              field="min_speakers")
 
 
 def validate_batch(body: dict[str, Any], settings: Settings, principal: Principal) -> list[dict[str, Any]]:
@@ -287,8 +310,8 @@ def check_analysis(api_name: str | None, prompt: str | None, settings: Settings)
     return resolved
 
 
-FORM_FLAGS = {"perform_chunking", "perform_analysis", "word_timestamps", "vad_filter"}
-FORM_INTS = {"priority"}
+FORM_FLAGS = {"perform_chunking", "perform_analysis", "word_timestamps", "vad_filter", "diarize"}
+FORM_INTS = {"priority", "speakers", "min_speakers", "max_speakers"}
 
 
 FILE_FIELD = (bytes, Field(description="The audio or video (at most the tier's file size)."))
@@ -306,7 +329,7 @@ class TranscriptionForm(BaseModel):
     model: str | None = Field(default=None, description="whisper-1 or any allowed model name")
     language: str | None = Field(default=None, description="a Whisper language code; absent: detected")
     prompt: str | None = Field(default=None, description="text that primes the decoder")
-    response_format: Literal["json", "text", "srt", "verbose_json", "vtt"] | None = None
+    response_format: Literal["json", "text", "srt", "verbose_json", "vtt", "diarized_json"] | None = None
     temperature: Literal["0"] | None = None
     timestamp_granularities: list[Literal["word", "segment"]] | None = Field(
         default=None, alias="timestamp_granularities[]")
@@ -377,8 +400,8 @@ def parse_idempotency_key(raw: str | None) -> str | None:
 class ResultQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    format: Literal["json", "verbose_json", "text", "srt", "vtt"] = Field(
-        default="json", description="json, verbose_json, text, srt or vtt")
+    format: Literal["json", "verbose_json", "diarized_json", "text", "srt", "vtt"] = Field(
+        default="json", description="json, verbose_json, diarized_json (OpenAI's, with diarize), text, srt or vtt")
 
 
 def parse_result_query(args: Any) -> ResultQuery:

@@ -39,7 +39,8 @@ def _call(action: Any) -> Any:
         raise click.ClickException(exc.message) from None
 
 
-SUFFIXES = {"srt": ".srt", "vtt": ".vtt", "text": ".txt", "json": ".json", "verbose_json": ".json"}
+SUFFIXES = {"srt": ".srt", "vtt": ".vtt", "text": ".txt", "json": ".json", "verbose_json": ".json",
+            "diarized_json": ".json"}
 RESULT_FORMATS = click.Choice(list(SUFFIXES))
 
 
@@ -61,9 +62,14 @@ def _write_result(text: str, fmt: str, output: str | None) -> None:
 @click.option("--model", default=None, help="Model (default: whisper-1).")
 @click.option("--language", default=None, help="Spoken language code, e.g. en.")
 @click.option("--word-timestamps", is_flag=True, help="Time every word.")
+@click.option("--diarize", is_flag=True, help="Tell the speakers apart (the text result is one line per turn).")
+@click.option("--speakers", type=int, default=None, help="With --diarize: exactly this many speakers.")
+@click.option("--min-speakers", type=int, default=None, help="With --diarize: at least this many (default 1).")
+@click.option("--max-speakers", type=int, default=None, help="With --diarize: at most this many (default 8).")
 @_client_options
 def submit(sources: tuple[str, ...], wait: bool, fmt: str, output: str | None, model: str | None,
-           language: str | None, word_timestamps: bool, server: str | None, api_key: str | None) -> None:
+           language: str | None, word_timestamps: bool, diarize: bool, speakers: int | None,
+           min_speakers: int | None, max_speakers: int | None, server: str | None, api_key: str | None) -> None:
     """Submit FILE_OR_URL: a URL, or a file. A file the server can read in place (it runs on this
     machine and the file is inside its AUDIO_LOCAL_ROOTS) is sent as local_path; any other is uploaded.
     Several at once are one batch (POST /jobs/batch), with a progress line per job under --wait."""
@@ -73,6 +79,10 @@ def submit(sources: tuple[str, ...], wait: bool, fmt: str, output: str | None, m
     options: dict[str, Any] = {name: value for name, value in (("model", model), ("language", language)) if value}
     if word_timestamps:
         options["word_timestamps"] = True
+    if diarize:
+        options["diarize"] = True
+    counts = (("speakers", speakers), ("min_speakers", min_speakers), ("max_speakers", max_speakers))
+    options.update({name: value for name, value in counts if value is not None})  # the server checks them
     if len(sources) == 1:
         made = [_call(lambda: _submit(client, sources[0], options))]
     else:

@@ -135,6 +135,7 @@ class TranscriptChunk(Base):
     text: Mapped[str] = mapped_column(sa.Text, nullable=False)
     start_seconds: Mapped[float] = mapped_column(sa.Float, nullable=False)
     end_seconds: Mapped[float] = mapped_column(sa.Float, nullable=False)
+    speakers: Mapped[list[str] | None] = mapped_column(JSONType, nullable=True)  # diarized transcripts only
 
 
 class Analysis(Base):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from contextlib import closing
 
-from audiojobs.analysis.cache import analyze_cached
 from audiojobs.analysis.registry import get_provider
+from audiojobs.analysis.transcripts import analyze_transcript
 from audiojobs.pipeline.context import ANALYSIS_NAME, TRANSCRIPT_NAME, Outcome, StageContext
 
 
@@ -16,7 +16,7 @@ def run(ctx: StageContext) -> Outcome:
     transcript = ctx.read_json(TRANSCRIPT_NAME)
     api_name = ctx.payload.get("api_name") or ctx.settings.analysis_default_api
     with closing(get_provider(api_name, ctx.settings)) as provider:
-        result = analyze_cached(provider, transcript["text"], ctx.payload.get("analysis_prompt"), ctx.settings)
+        result = analyze_transcript(provider, transcript, ctx.payload.get("analysis_prompt"), ctx.settings)
     ctx.check_stopped()
     ctx.write_json(ANALYSIS_NAME, result.to_dict())
     return Outcome.DONE

@@ -7,6 +7,9 @@ Segments are cut at sentence ends; the pieces are joined into whole sentences (a
 span segments); sentences are packed greedily into chunks of at most ``max_chars``, each chunk
 repeating whole trailing sentences of the previous one up to ``overlap_chars``. A sentence longer
 than ``max_chars`` is cut at word boundaries, its times interpolated by character position.
+
+A diarized transcript's sentences end at every change of speaker, so no sentence mixes two
+speakers, and each chunk lists who speaks in it (``speakers``, in order).
 """
 
 from __future__ import annotations
@@ -29,6 +32,11 @@ class Span:
     text: str
     start: float
     end: float
+    speakers: tuple[str, ...] = ()
+
+
+def _speakers(spans: list[Span]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(name for span in spans for name in span.speakers))
 
 
 def sentences_from_segments(segments: list[dict[str, Any]]) -> list[Span]:
@@ -38,10 +46,13 @@ def sentences_from_segments(segments: list[dict[str, Any]]) -> list[Span]:
         if not text:
             continue
         parts = split_sentences(text)
-        pieces.extend(_spread(parts, start, end, len(text)))
+        pieces.extend(_spread(parts, start, end, len(text), _who(seg)))
     sentences: list[Span] = []
     pending: list[Span] = []
     for piece in pieces:
+        if pending and piece.speakers != pending[-1].speakers:  # a new speaker: a new sentence
+            sentences.append(_join(pending))
+            pending = []
         pending.append(piece)
         if piece.text.endswith(SENTENCE_ENDINGS):
             sentences.append(_join(pending))
@@ -51,20 +62,25 @@ def sentences_from_segments(segments: list[dict[str, Any]]) -> list[Span]:
     return sentences
 
 
-def _spread(parts: list[str], start: float, end: float, total_chars: int) -> list[Span]:
+def _who(item: dict[str, Any]) -> tuple[str, ...]:
+    return (item["speaker"],) if item.get("speaker") else ()
+
+
+def _spread(parts: list[str], start: float, end: float, total_chars: int,
+            speakers: tuple[str, ...] = ()) -> list[Span]:
     """Give each part of a segment a share of its time in proportion to its length."""
     spans = []
     cursor = start
     length = max(1, sum(len(p) for p in parts) or total_chars)
     for part in parts:
         share = (end - start) * len(part) / length
-        spans.append(Span(part, round(cursor, 3), round(cursor + share, 3)))
+        spans.append(Span(part, round(cursor, 3), round(cursor + share, 3), speakers))
         cursor += share
     return spans
 
 
 def _join(spans: list[Span]) -> Span:
-    return Span(" ".join(s.text for s in spans), spans[0].start, spans[-1].end)
+    return Span(" ".join(s.text for s in spans), spans[0].start, spans[-1].end, _speakers(spans))
 
 
 def _split_long(sentence: Span, max_chars: int) -> list[Span]:
@@ -77,7 +93,7 @@ def _split_long(sentence: Span, max_chars: int) -> list[Span]:
         else:
             pieces[-1].append(word)
     texts = [" ".join(p)[:max_chars] for p in pieces if p]
-    return _spread(texts, sentence.start, sentence.end, len(sentence.text))
+    return _spread(texts, sentence.start, sentence.end, len(sentence.text), sentence.speakers)
 
 
 Measure = Callable[[list[Span]], float]
@@ -112,7 +128,7 @@ def pack(units: list[Span], measure: Measure, size: float, overlap: float) -> li
         fresh += 1
     if current and fresh:
         chunks.append(current)
-    return [Span(_text(c), c[0].start, c[-1].end) for c in chunks]
+    return [Span(_text(c), c[0].start, c[-1].end, _speakers(c)) for c in chunks]
 
 
 def _text(units: list[Span]) -> str:
@@ -135,11 +151,11 @@ def words_from_segments(segments: list[dict[str, Any]]) -> list[Span]:
     words: list[Span] = []
     for seg in segments:
         if seg.get("words"):
-            words.extend(Span(w["word"].strip(), float(w["start"]), float(w["end"]))
+            words.extend(Span(w["word"].strip(), float(w["start"]), float(w["end"]), _who(w) or _who(seg))
                          for w in seg["words"] if w["word"].strip())
             continue
         parts = seg["text"].split()
-        words.extend(_spread(parts, float(seg["start"]), float(seg["end"]), len(seg["text"])))
+        words.extend(_spread(parts, float(seg["start"]), float(seg["end"]), len(seg["text"]), _who(seg)))
     return words
 
 
@@ -184,6 +200,8 @@ def run(ctx: StageContext) -> Outcome:
         size, overlap = options["size"], options.get("overlap", 0)
     chunks = chunk(transcript["segments"], strategy, size, overlap)
     ctx.write_json(CHUNKS_NAME, [
-        {"index": i, "text": c.text, "start": c.start, "end": c.end} for i, c in enumerate(chunks)
+        {"index": i, "text": c.text, "start": c.start, "end": c.end, **({"speakers": list(c.speakers)}
+                                                                       if c.speakers else {})}
+        for i, c in enumerate(chunks)
     ])
     return Outcome.DONE

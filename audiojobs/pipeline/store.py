@@ -41,7 +41,8 @@ def run(ctx: StageContext) -> Outcome:
             model=transcript["model"], text=transcript["text"], segments=transcript["segments"],
         ))
         session.add_all(TranscriptChunk(job_id=ctx.job_id, chunk_index=c["index"], text=c["text"],
-                                        start_seconds=c["start"], end_seconds=c["end"]) for c in chunks)
+                                        start_seconds=c["start"], end_seconds=c["end"], speakers=c.get("speakers"))
+                        for c in chunks)
         if analysis is not None:
             session.add(Analysis(job_id=ctx.job_id, provider=analysis["provider"], model=analysis.get("model"),
                                  summary=analysis["summary"], key_phrases=analysis["key_phrases"],

@@ -13,11 +13,14 @@ class Word:
     end: float
     word: str
     probability: float | None = None
+    speaker: str | None = None  # with diarization: who said it
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"word": self.word, "start": round(self.start, 3), "end": round(self.end, 3)}
         if self.probability is not None:
             data["probability"] = round(self.probability, 4)
+        if self.speaker is not None:
+            data["speaker"] = self.speaker
         return data
 
 
@@ -35,10 +38,13 @@ class Segment:
     temperature: float | None = None
     seek: int | None = None
     tokens: list[int] | None = None
+    speaker: str | None = None  # with diarization: who said it (a segment never spans a change)
 
     def to_dict(self, index: int) -> dict[str, Any]:
         data: dict[str, Any] = {"id": index, "start": round(self.start, 3), "end": round(self.end, 3),
                                 "text": self.text}
+        if self.speaker is not None:
+            data["speaker"] = self.speaker
         for name in ("seek", "tokens", "temperature", "avg_logprob", "compression_ratio", "no_speech_prob"):
             value = getattr(self, name)
             if value is not None:
@@ -51,11 +57,11 @@ class Segment:
     def from_dict(cls, data: dict[str, Any]) -> Segment:
         words = data.get("words")
         return cls(float(data["start"]), float(data["end"]), data["text"],
-                   words=[Word(float(w["start"]), float(w["end"]), w["word"], w.get("probability")) for w in words]
-                   if words is not None else None,
+                   words=[Word(float(w["start"]), float(w["end"]), w["word"], w.get("probability"), w.get("speaker"))
+                          for w in words] if words is not None else None,
                    avg_logprob=data.get("avg_logprob"), compression_ratio=data.get("compression_ratio"),
                    no_speech_prob=data.get("no_speech_prob"), temperature=data.get("temperature"),
-                   seek=data.get("seek"), tokens=data.get("tokens"))
+                   seek=data.get("seek"), tokens=data.get("tokens"), speaker=data.get("speaker"))
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,8 @@ def test_submit_local_file_returns_202_with_location(client: FlaskClient, media_
     assert job["payload"] == {"url": None, "local_path": str(media_root / "jfk.flac"), "model": "whisper-1",
                               "perform_chunking": True, "perform_analysis": False, "api_name": None,
                               "language": None, "word_timestamps": False, "initial_prompt": None, "hotwords": None,
-                              "vad_filter": False, "chunking": None, "analysis_prompt": None, "callback_url": None}
+                              "vad_filter": False, "chunking": None, "analysis_prompt": None, "callback_url": None,
+                              "diarize": False, "speakers": None, "min_speakers": None, "max_speakers": None}
 
 
 def test_submit_accepts_bearer_token_and_form_content_type(client: FlaskClient, media_root: Path) -> None:
@@ -233,3 +234,31 @@ def test_broker_down_gives_503_and_a_failed_job(tmp_path: Path, sqlite_url: str,
     assert error_of(resp)["code"] == "broker_unavailable"
     jobs = client.get("/api/v1/audio/jobs/admin/list", headers=AUTH).get_json()["jobs"]
     assert [(j["status"], j["error_code"]) for j in jobs] == [("failed", "broker_unavailable")]
+
+
+@pytest.mark.parametrize("body,field,code", [
+    ({"speakers": 2}, "speakers", "invalid_option"),
+    ({"diarize": True, "speakers": 2, "min_speakers": 1}, "speakers", "conflicting_option"),
+    ({"diarize": True, "speakers": 2, "max_speakers": 3}, "speakers", "conflicting_option"),
+    ({"diarize": True, "min_speakers": 4, "max_speakers": 2}, "min_speakers", "invalid_value"),
+    ({"diarize": True, "min_speakers": 9}, "min_speakers", "invalid_value"),  # above the default maximum, 8
+    ({"diarize": True, "speakers": 21}, "speakers", None),
+    ({"diarize": True, "speakers": 0}, "speakers", None),
+    ({"diarize": True, "max_speakers": "3"}, "max_speakers", None),
+    ({"diarize": "yes"}, "diarize", None),
+])
+def test_speaker_options_are_checked(client: FlaskClient, media_root: Path, body: dict, field: str,
+                                     code: str | None) -> None:
+    resp = client.post(SUBMIT, json={"local_path": str(media_root / "jfk.flac"), **body}, headers=AUTH)
+    assert resp.status_code == 422, resp.get_json()
+    error = error_of(resp)
+    assert error["field"] == field and (code is None or error["code"] == code), error
+
+
+def test_speaker_options_are_kept_on_the_job(client: FlaskClient, media_root: Path) -> None:
+    resp = client.post(SUBMIT, json={"local_path": str(media_root / "jfk.flac"), "diarize": True, "min_speakers": 2,
+                                     "max_speakers": 4}, headers=AUTH)
+    assert resp.status_code == 202
+    payload = client.get(resp.headers["Location"], headers=AUTH).get_json()["payload"]
+    assert (payload["diarize"], payload["speakers"], payload["min_speakers"], payload["max_speakers"]) == (
+        True, None, 2, 4)

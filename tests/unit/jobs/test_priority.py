@@ -19,7 +19,7 @@ from audiojobs.errors import ConfigError
 from audiojobs.jobs import admission, flow, messages, priority, recovery, service
 from audiojobs.jobs.attempts import Dispatch
 from audiojobs.jobs.models import Job
-from audiojobs.jobs.states import Stage
+from audiojobs.jobs.states import JobStatus, Stage
 from audiojobs.pipeline import broker, reaper
 from audiojobs.quotas.tiers import DEFAULT_TIERS, tier_table
 from tests.conftest import make_settings
@@ -128,3 +128,22 @@ def test_tiers_carry_a_level_premium_above_standard_above_free() -> None:
     for bad in ('{"free": {"priority": 10}}', '{"free": {"priority": "high"}}', '{"free": {"priority": true}}'):
         with pytest.raises(ConfigError, match="priority must be an integer 0-9"):
             tier_table(bad)
+
+
+def test_an_owners_waiting_jobs_are_admitted_highest_level_first(
+        setup: tuple[Settings, Celery, redis_lib.Redis]) -> None:
+    settings, celery, _client = setup
+    first = _job(settings, "solo", 2)
+    assert admission.admit(settings, celery, "solo", cap=1) == 1  # takes the one slot
+    low, high, middle = _job(settings, "solo", 1), _job(settings, "solo", 8), _job(settings, "solo", 5)
+    order = []
+    for ended in (first, high, middle):
+        with session_scope(settings.effective_database_url) as s:
+            job = s.get(Job, ended)
+            assert job is not None and job.admitted_at is not None
+            service.end_job(job, JobStatus.CANCELLED, "cancelled", "test")
+        admission.release(settings, celery, "solo", ended)
+        with session_scope(settings.effective_database_url) as s:
+            admitted = s.scalars(sa.select(Job.id).where(Job.admitted_at.is_not(None), Job.status == "queued")).all()
+        order += list(admitted)
+    assert order == [high, middle, low]

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from audiojobs.pipeline.chunk import Span, chunk_sentences, sentences_from_segments
+from audiojobs.pipeline.chunk import Span, chunk, chunk_sentences, sentences_from_segments
 
 JFK_SEGMENTS = [
     {"start": 0.0, "end": 8.0, "text": " And so, my fellow Americans ask not what your country can do for you"},
@@ -105,3 +105,19 @@ def test_time_strategy_packs_whole_sentences_by_seconds() -> None:
     assert [c.start for c in chunks] == sorted(c.start for c in chunks)
     assert all(c.text.endswith(".") for c in chunks)  # whole sentences
     assert chunks[-1].end == 60.0
+
+
+def test_a_diarized_sentence_never_spans_two_speakers_and_chunks_list_theirs() -> None:
+    segments = [{"start": 0.0, "end": 2.0, "text": " So what do you", "speaker": "A"},
+                {"start": 2.0, "end": 3.0, "text": " think", "speaker": "A"},
+                {"start": 3.1, "end": 5.0, "text": " I think it works. It does.", "speaker": "B"},
+                {"start": 5.2, "end": 6.0, "text": " Good.", "speaker": "A"}]
+    sentences = sentences_from_segments(segments)
+    assert [(s.text, s.speakers) for s in sentences] == [
+        ("So what do you think", ("A",)), ("I think it works.", ("B",)), ("It does.", ("B",)), ("Good.", ("A",))]
+    chunks = chunk(segments, "sentences", 45, 0)
+    assert [(c.text, c.speakers) for c in chunks] == [("So what do you think I think it works.", ("A", "B")),
+                                                      ("It does. Good.", ("B", "A"))]
+    assert {c.speakers for c in chunk(segments, "words", 3, 0)} >= {("A",), ("A", "B")}
+    plain = [{k: v for k, v in s.items() if k != "speaker"} for s in segments]
+    assert {c.speakers for c in chunk(plain, "sentences", 45, 0)} == {()}
