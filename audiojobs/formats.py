@@ -13,6 +13,7 @@ import textwrap
 from dataclasses import dataclass
 from typing import Any
 
+from audiojobs.text import spread_words
 from audiojobs.transcription.languages import LANGUAGES
 
 FORMATS = ("json", "verbose_json", "diarized_json", "text", "srt", "vtt")
@@ -75,15 +76,7 @@ def _timed_words(seg: dict[str, Any]) -> list[tuple[str, float, float]]:
     """(word, start, end) for a segment: its own word timestamps, else spread by characters."""
     if seg.get("words"):
         return [(w["word"].strip(), float(w["start"]), float(w["end"])) for w in seg["words"] if w["word"].strip()]
-    words = seg["text"].split()
-    total = sum(len(w) + 1 for w in words) or 1
-    start, span = float(seg["start"]), max(0.0, float(seg["end"]) - float(seg["start"]))
-    timed, done = [], 0
-    for word in words:
-        begin = start + span * done / total
-        done += len(word) + 1
-        timed.append((word, begin, start + span * done / total))
-    return timed
+    return spread_words(seg["text"], float(seg["start"]), float(seg["end"]))
 
 
 def cues(segments: list[dict[str, Any]], style: SubtitleStyle = SubtitleStyle()) -> list[Cue]:

@@ -16,6 +16,8 @@ machines are noisy), printed as a table and written to var/bench/bench.json.
                   peak memory while a 1 GB file goes up to the S3 store and back
   h  priorities   Celery message priorities on the Redis transport against one queue per level: the
                   start order of a low backlog overtaken by high tasks, and the rates (bench_priorities.py)
+  i  speakers     diarization on five minutes of three people: audio_transcribe with diarize against
+                  without, the worker's peak RSS, the error rate and speakers found (bench_speakers.py)
 
 Usage: scripts/bench [--only a,b,...] [--smoke] [--long-minutes 30] [--clip-minutes 5] [--out PATH]
 ``--smoke`` runs every part at tiny sizes (scripts/test does, so the suite cannot rot).
@@ -586,7 +588,7 @@ def part_g(report: Report, tmp: Path, clips: dict[str, Path], runs: int, big_mb:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="a,b,c,d,e,f,g,h", help="parts to run, e.g. b,c")
+    parser.add_argument("--only", default="a,b,c,d,e,f,g,h,i", help="parts to run, e.g. b,c")
     parser.add_argument("--smoke", action="store_true", help="every part at tiny sizes (used by scripts/test)")
     parser.add_argument("--clip-minutes", type=float, default=5.0, help="the clip of part a")
     parser.add_argument("--long-minutes", type=float, default=30.0, help="the file of part f")
@@ -631,6 +633,11 @@ def main() -> None:
             from bench_priorities import part_h
 
             part_h(report, tmp, smoke)
+        if "i" in parts:
+            from bench_speakers import part_i
+
+            with database(tmp) as (db_url, _label):
+                part_i(report, tmp, smoke, Stack, db_url, peak_rss_mb)
     elapsed = time.perf_counter() - begun
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
     print(f"\naudiojobs benchmarks ({'smoke' if smoke else 'full'}), {machine}, {elapsed / 60:.1f} min")

@@ -95,11 +95,26 @@ def three_speakers() -> tuple[Any, list[tuple[float, float, str]]]:
     return audio, reference
 
 
+def two_channels() -> tuple[Any, float]:
+    """A call: jfk.flac on channel 0, then silence; silence, then one of the sample's speakers alone
+    (21.8-27.8 s of it) on channel 1, from ``CALL_SWITCH`` seconds. (samples (n, 2), CALL_SWITCH)."""
+    import numpy as np
+
+    sample, _turns = two_speakers()
+    jfk = samples_of(JFK_FLAC)
+    other = sample[int(21.8 * RATE):int(27.8 * RATE)]
+    switch = len(jfk) / RATE + GAP
+    left = np.concatenate([jfk, np.zeros(int(GAP * RATE) + len(other), dtype=np.float32)])
+    right = np.concatenate([np.zeros(len(jfk) + int(GAP * RATE), dtype=np.float32), other])
+    return np.stack([left, right], axis=1), switch
+
+
 def write_wav(samples: Any, path: Path) -> Path:
+    """16-bit PCM at 16 kHz; ``samples`` (n,) mono or (n, channels)."""
     import numpy as np
 
     with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
+        out.setnchannels(1 if samples.ndim == 1 else samples.shape[1])
         out.setsampwidth(2)
         out.setframerate(RATE)
         out.writeframes((np.clip(samples, -1, 1) * 32767).astype(np.int16).tobytes())

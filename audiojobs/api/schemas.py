@@ -68,6 +68,8 @@ class SubmitRequest(BaseModel):
                                      description="Receives job.completed, job.failed or job.cancelled as a "
                                                  "signed POST (see Webhooks); under the URL guard.")
     diarize: bool = Field(default=False, description="Label every segment (and word) with its speaker: A, B, …")
+    multichannel: bool = Field(default=False, description="Transcribe each audio channel on its own, as one "
+                                                          "speaker each: channel_0, channel_1, … (calls).")
     speakers: int | None = Field(default=None, ge=1, le=20,
                                  description="With diarize: exactly this many speakers (else estimated).")
     min_speakers: int | None = Field(default=None, ge=1, le=20,
@@ -266,6 +268,10 @@ def validate_submit(body: dict[str, Any], settings: Settings, principal: Princip
 
 
 def _check_speakers(req: SubmitRequest) -> None:
+    if req.diarize and req.multichannel:
+        raise ValidationError("diarize and multichannel exclude each other: multichannel takes each channel as one "
+                              "speaker, diarize tells speakers apart in a mix", code="conflicting_option",
+                              field="multichannel", details={"fields": ["diarize", "multichannel"]})
     counts = {name: getattr(req, name) for name in ("speakers", "min_speakers", "max_speakers")}
     given = [name for name, value in counts.items() if value is not None]
     if given and not req.diarize:
@@ -310,7 +316,7 @@ def check_analysis(api_name: str | None, prompt: str | None, settings: Settings)
     return resolved
 
 
-FORM_FLAGS = {"perform_chunking", "perform_analysis", "word_timestamps", "vad_filter", "diarize"}
+FORM_FLAGS = {"perform_chunking", "perform_analysis", "word_timestamps", "vad_filter", "diarize", "multichannel"}
 FORM_INTS = {"priority", "speakers", "min_speakers", "max_speakers"}
 
 

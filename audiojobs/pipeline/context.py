@@ -30,6 +30,7 @@ from audiojobs.storage import SOURCE_STEM, ArtifactStore, artifact_key, job_pref
 log = logging.getLogger(__name__)
 
 WAV_NAME = "audio.wav"
+CHANNELS_NAME = "channels.wav"  # multichannel jobs: every channel, 16 kHz 16-bit PCM
 TRANSCRIPT_NAME = "transcript.json"
 CHUNKS_NAME = "chunks.json"
 ANALYSIS_NAME = "analysis.json"

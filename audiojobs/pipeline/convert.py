@@ -1,4 +1,5 @@
-"""audio_convert: ffmpeg turns any audio or video into 16 kHz mono 16-bit WAV; records the duration."""
+"""audio_convert: ffmpeg turns any audio or video into 16 kHz mono 16-bit WAV; records the duration.
+A multichannel job also gets every channel, 16 kHz 16-bit, in ``channels.wav``."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from audiojobs.config import Settings
 from audiojobs.db import session_scope
 from audiojobs.errors import InvalidMedia, QuotaExceeded, StageError
 from audiojobs.jobs import service
-from audiojobs.pipeline.context import WAV_NAME, Outcome, StageContext
+from audiojobs.pipeline.context import CHANNELS_NAME, WAV_NAME, Outcome, StageContext
 from audiojobs.pipeline.guard import AttemptStopped
 from audiojobs.pipeline.probe import probe
 from audiojobs.quotas import minutes
@@ -69,17 +70,18 @@ def exit_waiter(proc: subprocess.Popen[bytes]) -> Iterator[Callable[[float], boo
         os.close(pidfd)
 
 
-def to_wav(source: Path, target: Path, settings: Settings, check_stopped: Callable[[], None] | None = None) -> float:
+def to_wav(source: Path, target: Path, settings: Settings, check_stopped: Callable[[], None] | None = None,
+           mono: bool = True) -> float:
     """Decode ``source`` into ``target``; the duration in seconds. InvalidMedia if it is not audio.
 
     ``check_stopped`` is called about every half second while ffmpeg runs; if it raises, ffmpeg
-    is killed and the exception propagates.
+    is killed and the exception propagates. ``mono=False`` keeps every channel (multichannel jobs).
     """
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     # -t: a file that decodes longer than it announced (or announced nothing) stops just past the limit.
     cmd = [ffmpeg_binary(settings), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
            "-i", str(source), "-t", str(settings.max_duration + 1),
-           "-map", "0:a:0", "-vn", "-sn", "-dn", "-ac", "1", "-ar", str(SAMPLE_RATE),
+           "-map", "0:a:0", "-vn", "-sn", "-dn", *(["-ac", "1"] if mono else []), "-ar", str(SAMPLE_RATE),
            "-c:a", "pcm_s16le", "-f", "wav", str(tmp)]
     deadline = time.monotonic() + settings.stage_time_limit
     with tempfile.TemporaryFile() as stderr, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr) as proc:
@@ -150,5 +152,8 @@ def run(ctx: StageContext) -> Outcome:
         raise QuotaExceeded(f"this file needs {needed:g} minutes; {max(0.0, (limit or 0) - used):g} of today's "
                             f"{limit:g} are left (they reset at 00:00 UTC)")
     minutes.mirror(redis_client(ctx.settings), ctx.attempt.owner_user_id, today, used, started)
+    if ctx.payload.get("multichannel"):  # each channel is transcribed on its own
+        to_wav(source, ctx.path(CHANNELS_NAME), ctx.settings, ctx.check_stopped, mono=False)
+        ctx.publish(CHANNELS_NAME, ctx.path(CHANNELS_NAME))
     ctx.publish(WAV_NAME, ctx.path(WAV_NAME))
     return Outcome.DONE

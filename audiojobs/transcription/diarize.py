@@ -3,8 +3,10 @@
 1. **Voice activity**: Silero VAD, as faster-whisper ships it (the VAD transcription uses).
 2. **Embeddings**: resemblyzer's pretrained voice encoder (a 3-layer LSTM, d-vectors of 256; the
    weights ship inside the wheel, Apache-2.0, and load without a network), over windows of
-   ``WINDOW`` seconds every ``HOP`` seconds inside the speech, on CUDA when there is one.
-3. **Clustering**: scikit-learn's agglomerative clustering (Ward's, on the unit-length embeddings);
+   ``WINDOW`` seconds every ``HOP`` seconds inside the speech: with torch on CUDA when there is
+   one, else on onnxruntime from an ONNX export of it made once per model directory
+   (encoder_export.py), so CPU workers never load torch.
+3. **Clustering**: SciPy's agglomerative clustering (Ward's, on the unit-length embeddings);
    the number of speakers is the one asked for, else estimated between the bounds from the
    eigengap of the windows' pruned cosine-affinity graph (SciPy), with the lower bound under
    about 16 s of speech.
@@ -15,15 +17,22 @@
 from __future__ import annotations
 
 import string
+import subprocess
+import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
+from audiojobs.errors import DiarizationUnavailable
+from audiojobs.text import spread_words
 from audiojobs.transcription.interfaces import Segment, Word
 from audiojobs.transcription.wav import SAMPLE_RATE
 
+# The encoder's own hyperparameters (resemblyzer.hparams; a test checks they still match).
+MEL_WINDOW_MS, MEL_STEP_MS, MEL_BANDS, LEVEL_DBFS = 25, 10, 40, -30
 WINDOW = 1.6  # seconds of audio per embedding (resemblyzer's partial utterance)
 HOP = 0.8  # seconds between embedding windows
 STEP = 0.1  # the resolution of the turns
@@ -48,69 +57,136 @@ def label(index: int) -> str:
     return string.ascii_uppercase[index] if index < 26 else f"S{index + 1}"
 
 
-@lru_cache(maxsize=1)
-def _resemblyzer() -> Any:
-    """The resemblyzer package, imported without the warnings of what it imports: SciPy's
-    deprecated ``scipy.ndimage.morphology`` and webrtcvad's ``pkg_resources``."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", UserWarning)
-        import resemblyzer
-        import resemblyzer.audio
-        import resemblyzer.hparams
+def onnx_path(model_dir: Path) -> Path:
+    from importlib.metadata import version
 
-    return resemblyzer
+    return model_dir / f"resemblyzer-{version('resemblyzer')}-voice-encoder.onnx"
+
+
+Embed = Callable[[Any], Any]  # (windows, 160, 40) mel frames -> (windows, 256) unit voice prints
+
+
+def embedder(model_dir: Path) -> Embed:
+    """The voice encoder: on CUDA with torch when the machine has a GPU; else on onnxruntime (which
+    faster-whisper loads anyway), from the ONNX file made once per model directory, so a CPU worker
+    never holds torch (about 200 MB)."""
+    from audiojobs.transcription.faster_whisper_backend import cuda_available
+
+    if cuda_available():
+        return _torch_encoder("cuda")
+    return _onnx_encoder(str(onnx_path(model_dir)))
+
+
+@lru_cache(maxsize=1)
+def _torch_encoder(device: str) -> Embed:
+    import torch
+
+    with warnings.catch_warnings():  # what resemblyzer imports warns: scipy.ndimage.morphology, pkg_resources
+        warnings.simplefilter("ignore")
+        from resemblyzer import VoiceEncoder
+
+        model = VoiceEncoder(device, verbose=False)
+
+    def embed(batch: Any) -> Any:
+        with torch.no_grad():
+            return model(torch.from_numpy(batch).to(device)).cpu().numpy()
+
+    return embed
 
 
 @lru_cache(maxsize=2)
-def encoder(device: str) -> Any:
-    """The voice encoder, loaded once per process and device."""
-    return _resemblyzer().VoiceEncoder(device, verbose=False)
+def _onnx_encoder(path: str) -> Embed:
+    import onnxruntime
+
+    target = Path(path)
+    if not target.exists():
+        made = subprocess.run([sys.executable, "-m", "audiojobs.transcription.encoder_export", path],
+                              capture_output=True, text=True, timeout=600)
+        if made.returncode != 0 or not target.exists():
+            raise DiarizationUnavailable(f"the voice encoder could not be prepared: {made.stderr.strip()[-300:]}")
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    options.enable_cpu_mem_arena = False  # the arena would keep the largest batch's activations for good
+    session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    return lambda batch: session.run(None, {"mels": batch})[0]
 
 
-def _device() -> str:
-    import torch
+def mel(samples: Any) -> Any:
+    """The mel spectrogram the voice encoder was trained on (resemblyzer's ``wav_to_mel_spectrogram``:
+    librosa's, 40 bands, 25-ms windows every 10 ms), from faster-whisper's filter bank and STFT,
+    which give the same numbers: librosa would cost each worker about 200 MB more (numba, LLVM).
+    (frames, 40) float32."""
+    import numpy as np
+    from faster_whisper.feature_extractor import FeatureExtractor
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    n_fft = SAMPLE_RATE * MEL_WINDOW_MS // 1000
+    hop = SAMPLE_RATE * MEL_STEP_MS // 1000
+    spectrum = FeatureExtractor.stft(samples.astype(np.float32), n_fft, hop, window=_hann(n_fft), center=True,
+                                     mode="constant", return_complex=True)
+    return (_filters(SAMPLE_RATE, n_fft, MEL_BANDS) @ (np.abs(spectrum) ** 2)).astype(np.float32).T
 
 
-def embed_windows(samples: Any, spans: list[tuple[int, int]], progress: Callable[[float], None] | None = None,
-                  ) -> tuple[Any, list[tuple[float, float]]]:
+def at_level(samples: Any) -> Any:
+    """The recording raised (never lowered) to the encoder's training level, -30 dBFS: resemblyzer's
+    ``normalize_volume(wav, -30, increase_only=True)``, here so that resemblyzer (and torch with it)
+    need not be imported."""
+    import numpy as np
+
+    power = float(np.mean(np.square(samples, dtype=np.float64))) if len(samples) else 0.0
+    if power <= 0.0:
+        return samples
+    change = LEVEL_DBFS - 10 * np.log10(power)
+    return samples if change < 0 else samples * np.float32(10 ** (change / 20))
+
+
+@lru_cache(maxsize=2)
+def _hann(size: int) -> Any:
+    import numpy as np
+
+    return np.hanning(size + 1)[:-1].astype(np.float32)  # periodic, as librosa's "hann"
+
+
+@lru_cache(maxsize=2)
+def _filters(rate: int, n_fft: int, bands: int) -> Any:
+    from faster_whisper.feature_extractor import FeatureExtractor
+
+    return FeatureExtractor.get_mel_filters(rate, n_fft, n_mels=bands)
+
+
+def embed_windows(samples: Any, spans: list[tuple[int, int]], embed: Embed,
+                  progress: Callable[[float], None] | None = None) -> tuple[Any, list[tuple[float, float]]]:
     """The embeddings of windows inside the speech ``spans`` (samples), with their (start, end) s.
     ``progress`` hears the share done before each batch (it may raise to stop)."""
     import numpy as np
-    import torch
 
-    package = _resemblyzer()
     frames = int(round(WINDOW / MEL_HOP))
     hop = int(round(HOP / MEL_HOP))
     # The encoder was trained on speech at -30 dBFS (resemblyzer's preprocess_wav; its silence
     # trimming is left out, as it would shift the times).
-    level = package.hparams.audio_norm_target_dBFS
-    mel = package.audio.wav_to_mel_spectrogram(package.audio.normalize_volume(samples, level, increase_only=True))
+    audio = at_level(samples)
+    per_frame = int(round(SAMPLE_RATE * MEL_HOP))
+    total = len(audio) // per_frame  # mel frames in the whole recording
     windows: list[tuple[int, int]] = []
     for begin, end in spans:
-        first, last = int(begin / SAMPLE_RATE / MEL_HOP), int(end / SAMPLE_RATE / MEL_HOP)
+        first, last = begin // per_frame, end // per_frame
         if last - first <= frames:  # a short region: one window around it
             middle = (first + last) // 2
-            start = max(0, min(middle - frames // 2, len(mel) - frames))
+            start = max(0, min(middle - frames // 2, total - frames))
             windows.append((start, start + frames))
             continue
         starts = list(range(first, last - frames + 1, hop))
         if starts[-1] + frames < last:
             starts.append(last - frames)
         windows += [(s, s + frames) for s in starts]
-    windows = [(s, e) for s, e in windows if e <= len(mel)]
+    windows = [(s, e) for s, e in windows if s >= 0 and e <= total]
     if not windows:
         return np.zeros((0, 256), dtype=np.float32), []
-    model = encoder(_device())
     out = []
-    with torch.no_grad():
-        for at in range(0, len(windows), BATCH):
-            if progress is not None:
-                progress(at / len(windows))
-            batch = np.stack([mel[s:e] for s, e in windows[at:at + BATCH]])
-            out.append(model(torch.from_numpy(batch).to(model.device)).cpu().numpy())
+    for at in range(0, len(windows), BATCH):
+        if progress is not None:
+            progress(at / len(windows))
+        out.append(embed(np.stack([mel(audio[s * per_frame:e * per_frame])[:frames]
+                                   for s, e in windows[at:at + BATCH]])))
     return np.concatenate(out), [(s * MEL_HOP, e * MEL_HOP) for s, e in windows]
 
 
@@ -137,8 +213,9 @@ def estimate_count(embeddings: Any, low: int, high: int) -> int:
 
 
 def cluster(embeddings: Any, speakers: int | None, min_speakers: int, max_speakers: int) -> list[int]:
-    """A speaker index per embedding: Ward's agglomerative clustering into the asked or estimated count."""
-    from sklearn.cluster import AgglomerativeClustering
+    """A speaker index per embedding: Ward's agglomerative clustering (SciPy's hierarchy) cut into
+    the asked or estimated count."""
+    from scipy.cluster.hierarchy import fcluster, linkage
 
     count = len(embeddings)
     if count == 0:
@@ -146,7 +223,7 @@ def cluster(embeddings: Any, speakers: int | None, min_speakers: int, max_speake
     k = min(speakers, count) if speakers is not None else estimate_count(embeddings, min_speakers, max_speakers)
     if k <= 1:
         return [0] * count
-    return [int(x) for x in AgglomerativeClustering(n_clusters=k, linkage="ward").fit_predict(embeddings)]
+    return [int(x) - 1 for x in fcluster(linkage(embeddings, method="ward"), t=k, criterion="maxclust")]
 
 
 def turns_of(windows: list[tuple[float, float]], labels: list[int], spans: list[tuple[int, int]]) -> list[Turn]:
@@ -183,17 +260,19 @@ def available() -> bool:
     """The diarization packages are installed (``pip install audiojobs[diarize]``)."""
     import importlib.util
 
-    return all(importlib.util.find_spec(name) is not None for name in ("resemblyzer", "sklearn", "torch"))
+    names = ("resemblyzer", "scipy", "torch", "onnx", "onnxruntime")
+    return all(importlib.util.find_spec(name) is not None for name in names)
 
 
-def diarize(samples: Any, *, speakers: int | None = None, min_speakers: int = 1, max_speakers: int = 8,
-            progress: Callable[[float], None] | None = None) -> list[Turn]:
-    """Speaker turns of 16 kHz mono float32 ``samples``. ``progress`` hears the share done between
-    batches (it may raise to stop, e.g. when the job is cancelled)."""
+def diarize(samples: Any, model_dir: Path, *, speakers: int | None = None, min_speakers: int = 1,
+            max_speakers: int = 8, progress: Callable[[float], None] | None = None) -> list[Turn]:
+    """Speaker turns of 16 kHz mono float32 ``samples``. ``model_dir`` keeps the encoder's ONNX file
+    (AUDIO_MODEL_DIR). ``progress`` hears the share done between batches (it may raise to stop,
+    e.g. when the job is cancelled)."""
     from audiojobs.transcription.faster_whisper_backend import speech_spans
 
     spans = speech_spans(samples)
-    embeddings, windows = embed_windows(samples, spans, progress)
+    embeddings, windows = embed_windows(samples, spans, embedder(model_dir), progress)
     return turns_of(windows, cluster(embeddings, speakers, min_speakers, max_speakers), spans)
 
 
@@ -211,19 +290,21 @@ def _speaker_at(start: float, end: float, turns: list[Turn]) -> str:
                                                                                 abs(middle - t.end))).speaker
 
 
-def label_segments(segments: list[Segment], turns: list[Turn], keep_words: bool) -> list[Segment]:
+def label_segments(segments: list[Segment], turns: list[Turn]) -> list[Segment]:
     """Every segment and word with its speaker; a segment whose words change speaker is split at
-    each change (its decoder measures go to every part). ``keep_words``: the job asked for word
-    timestamps (else the words, decoded only to place the changes, are dropped)."""
+    each change (its decoder measures go to every part). Without word timestamps each word is
+    timed by its characters' share of the segment (``text.spread_words``), and the parts have no
+    words."""
     if not turns:
         return segments
     out: list[Segment] = []
     for seg in segments:
-        if not seg.words:
-            out.append(replace(seg, speaker=_speaker_at(seg.start, seg.end, turns),
-                               words=seg.words if keep_words else None))
+        timed = seg.words or [Word(start, end, f" {word}") for word, start, end in
+                              spread_words(seg.text, seg.start, seg.end)]
+        if not timed:
+            out.append(replace(seg, speaker=_speaker_at(seg.start, seg.end, turns)))
             continue
-        words = [replace(w, speaker=_speaker_at(w.start, w.end, turns)) for w in seg.words]
+        words = [replace(w, speaker=_speaker_at(w.start, w.end, turns)) for w in timed]
         runs: list[list[Word]] = []
         for word in words:
             if runs and runs[-1][-1].speaker == word.speaker:
@@ -235,6 +316,6 @@ def label_segments(segments: list[Segment], turns: list[Turn], keep_words: bool)
             end = seg.end if index == len(runs) - 1 else run[-1].end
             text = "".join(w.word for w in run)
             out.append(replace(seg, start=start, end=end, text=text if len(runs) > 1 else seg.text,
-                               speaker=run[0].speaker, words=run if keep_words else None,
+                               speaker=run[0].speaker, words=run if seg.words else None,
                                tokens=seg.tokens if len(runs) == 1 else None))
     return out

@@ -25,7 +25,7 @@ class FasterWhisperBackend:
         from faster_whisper import BatchedInferencePipeline, WhisperModel  # heavy: imported in workers only
 
         if device == "auto":
-            device = "cuda" if _cuda_available() else "cpu"
+            device = "cuda" if cuda_available() else "cpu"
         if compute_type == "default":
             compute_type = "float16" if device == "cuda" else "int8"
         self.device = device
@@ -194,7 +194,7 @@ def speech_spans(audio: Any) -> list[tuple[int, int]]:
     return spans
 
 
-def _cuda_available() -> bool:
+def cuda_available() -> bool:
     try:
         import ctranslate2
 

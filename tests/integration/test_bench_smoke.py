@@ -25,9 +25,10 @@ def test_every_part_of_the_benchmark_runs(tmp_path: Path) -> None:
     parts = {f["part"] for f in report["figures"] if f["value"] is not None}
     figures = {f["name"]: f["value"] for f in report["figures"]}
     if shutil.which("ab") is None:  # scripts/test installs apache2-utils where it can (root, apt)
-        assert "API load" in figures and parts == {"a", "b", "c", "e", "f", "g", "h"}
+        assert "API load" in figures and parts == {"a", "b", "c", "e", "f", "g", "h", "i"}
         return
-    assert parts == {"a", "b", "c", "d", "e", "f", "g", "h"}, report["figures"]
+    assert parts == {"a", "b", "c", "d", "e", "f", "g", "h", "i"}, report["figures"]
+    assert figures["speakers found, three speakers"] == 3 and figures["API processes that mapped torch"] == 0
     assert figures["messages: low tasks run before the last high one (40 low, 5 high)"] == 0
     assert figures["submit-to-completed, S3 store, jfk.flac (11 s)"] > 0
     assert figures["peak RSS growth moving 32 MB up to S3 and back"] is not None

@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import AUTH, wait_for_job
 from tests.integration.conftest import Stack
 from tests.services import JFK_FLAC
-from tests.speakers import GAP, RATE, three_speakers, two_speakers, write_wav
+from tests.speakers import GAP, RATE, three_speakers, two_channels, two_speakers, write_wav
 
 pytestmark = pytest.mark.integration
 JOBS = "/api/v1/audio/jobs"
@@ -105,3 +105,25 @@ def test_the_openai_client_gets_diarized_json_and_the_cli_prints_turns(stack: St
     assert diarized.task == "transcribe" and abs(diarized.duration - len(audio) / RATE) < 0.2
     assert {s.speaker for s in diarized.segments} == {"A", "B"} and diarized.text
     assert {s.speaker for s in alone.segments} == {"A"} and "country" in alone.text
+
+
+def test_each_channel_of_a_call_is_one_speaker(stack: Stack) -> None:
+    audio, switch = two_channels()
+    path = write_wav(audio, stack.media_root / "call.wav")
+    resp = stack.client.post(f"{JOBS}/submit", json={"local_path": str(path), "multichannel": True,
+                                                     "word_timestamps": True, "language": "en"}, headers=AUTH)
+    assert resp.status_code == 202, resp.get_json()
+    job = wait_for_job(stack.client, resp.get_json()["id"], timeout=180)
+    assert job["status"] == "completed", job
+    result = stack.client.get(f"{JOBS}/{job['id']}/result", headers=AUTH).get_json()
+    assert [s["label"] for s in result["speakers"]] == ["channel_0", "channel_1"]
+    words = [w for seg in result["segments"] for w in seg["words"]]
+    assert all(w["speaker"] == seg["speaker"] for seg in result["segments"] for w in seg["words"])
+    first = [w for w in words if w["speaker"] == "channel_0"]
+    second = [w for w in words if w["speaker"] == "channel_1"]
+    assert "country" in " ".join(w["word"] for w in first) and all(w["end"] < switch for w in first)
+    assert second and all(w["start"] > switch - 0.5 for w in second)  # every word on its channel's speaker
+    starts = [seg["start"] for seg in result["segments"]]
+    assert starts == sorted(starts)
+    text = stack.client.get(f"{JOBS}/{job['id']}/result?format=text", headers=AUTH).get_data(as_text=True)
+    assert text.startswith("channel_0: ") and "\nchannel_1: " in text

@@ -39,7 +39,8 @@ def test_submit_local_file_returns_202_with_location(client: FlaskClient, media_
                               "perform_chunking": True, "perform_analysis": False, "api_name": None,
                               "language": None, "word_timestamps": False, "initial_prompt": None, "hotwords": None,
                               "vad_filter": False, "chunking": None, "analysis_prompt": None, "callback_url": None,
-                              "diarize": False, "speakers": None, "min_speakers": None, "max_speakers": None}
+                              "diarize": False, "multichannel": False, "speakers": None, "min_speakers": None,
+                              "max_speakers": None}
 
 
 def test_submit_accepts_bearer_token_and_form_content_type(client: FlaskClient, media_root: Path) -> None:
@@ -246,6 +247,8 @@ def test_broker_down_gives_503_and_a_failed_job(tmp_path: Path, sqlite_url: str,
     ({"diarize": True, "speakers": 0}, "speakers", None),
     ({"diarize": True, "max_speakers": "3"}, "max_speakers", None),
     ({"diarize": "yes"}, "diarize", None),
+    ({"diarize": True, "multichannel": True}, "multichannel", "conflicting_option"),
+    ({"multichannel": 1}, "multichannel", None),
 ])
 def test_speaker_options_are_checked(client: FlaskClient, media_root: Path, body: dict, field: str,
                                      code: str | None) -> None:
@@ -253,6 +256,8 @@ def test_speaker_options_are_checked(client: FlaskClient, media_root: Path, body
     assert resp.status_code == 422, resp.get_json()
     error = error_of(resp)
     assert error["field"] == field and (code is None or error["code"] == code), error
+    if code == "conflicting_option" and field == "multichannel":
+        assert error["fields"] == ["diarize", "multichannel"] and "diarize and multichannel" in error["message"]
 
 
 def test_speaker_options_are_kept_on_the_job(client: FlaskClient, media_root: Path) -> None:
