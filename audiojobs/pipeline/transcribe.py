@@ -14,6 +14,7 @@ from audiojobs.errors import DiarizationUnavailable, InvalidMedia
 from audiojobs.pipeline.context import CHANNELS_NAME, TRANSCRIPT_NAME, WAV_NAME, Outcome, StageContext
 from audiojobs.pipeline.convert import wav_duration
 from audiojobs.redis_client import redis_client
+from audiojobs.transcription import diarize
 from audiojobs.transcription.interfaces import (
     Segment,
     SegmentCallback,
@@ -37,7 +38,7 @@ def run(ctx: StageContext) -> Outcome:
     started = time.perf_counter()
     duration = wav_duration(wav)
     diarizing = bool(ctx.payload.get("diarize"))
-    if diarizing and not _diarization_installed():
+    if diarizing and not diarize.available():
         raise DiarizationUnavailable("this worker cannot tell speakers apart: install audiojobs[diarize] on it")
     share = 1.0 - DIARIZE_SHARE if diarizing else 1.0
     batched = bool(getattr(backend, "uses_batches", lambda _path: False)(str(wav)))
@@ -108,17 +109,9 @@ def _share(on_segment: SegmentCallback, index: int, count: int, seconds: float) 
     return lambda end: on_segment((index + end / seconds) * seconds / count if seconds else 0.0)
 
 
-def _diarization_installed() -> bool:
-    from audiojobs.transcription import diarize
-
-    return diarize.available()
-
-
 def _with_speakers(ctx: StageContext, wav: str, result: TranscriptionResult, share: float) -> TranscriptionResult:
     """The transcript with every segment and word given its speaker (diarization's own share of
     the progress, cancellable between batches)."""
-    from audiojobs.transcription import diarize
-
     samples = read_wav(wav)
     if samples is None:  # audio_convert always writes 16 kHz mono 16-bit PCM
         raise DiarizationUnavailable("the converted audio is not 16 kHz mono PCM")
