@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from celery import Celery, Task
-from celery.signals import setup_logging, worker_process_init
+from celery.signals import setup_logging, worker_init, worker_process_init, worker_ready
 
 import celeryconfig
 from audiojobs.config import Settings, get_settings, set_visible_cuda_devices
@@ -56,6 +56,31 @@ def app_settings() -> Settings:
 def _setup_logging(**_kwargs: Any) -> None:
     """Workers and beat log like the API: audiojobs.logs, not Celery's own format."""
     configure_logging(app_settings())
+
+
+@worker_init.connect
+def _size_worker(sender: Any = None, **_kwargs: Any) -> None:
+    """Before the pool starts: the model's CPU threads and the batch size for this pool (sizing.py)."""
+    from audiojobs.sizing import sized
+
+    pool = str(getattr(sender, "pool_cls", "prefork"))
+    pool = "threads" if "thread" in pool.lower() else "prefork"
+    concurrency = int(getattr(sender, "concurrency", 1) or 1)
+    celery.conf.audiojobs_settings = sized(app_settings(), pool, concurrency)
+    celery.conf.audiojobs_pool = f"{pool} x {concurrency}"
+
+
+@worker_ready.connect
+def _ready(**_kwargs: Any) -> None:
+    """Say how the worker is sized. A batching worker has no pool processes to load the model in:
+    it loads it now, in the background, so the first job does not wait for it."""
+    import threading
+
+    settings = app_settings()
+    log.info("worker pool %s: model threads %d, batch %d", celery.conf.get("audiojobs_pool", "?"),
+             settings.whisper_cpu_threads, settings.transcribe_batch_max)
+    if settings.transcribe_batch_max > 1:
+        threading.Thread(target=preload_model, args=(settings,), name="preload-model", daemon=True).start()
 
 
 @worker_process_init.connect

@@ -172,8 +172,16 @@ class Settings:
                                   "where models run")
     whisper_compute_type: str = setting("AUDIO_WHISPER_COMPUTE_TYPE", _parse_str, "default",
                                         "CTranslate2 compute type; default = int8 on CPU, float16 on CUDA")
-    whisper_cpu_threads: int = setting("AUDIO_WHISPER_CPU_THREADS", _parse_int(0), "0",
-                                       "threads per model; 0 = library default")
+    whisper_cpu_threads: int = setting(
+        "AUDIO_WHISPER_CPU_THREADS", _parse_int(0), "0",
+        "threads per model on CPU; 0 = sized from the cores (cores / the worker's processes)")
+    transcribe_batch_max: int = setting(
+        "AUDIO_TRANSCRIBE_BATCH_MAX", _parse_int(0), "0",
+        "windows of several jobs a transcription worker decodes in one pass (threads pool); "
+        "0 = 8 on CUDA, 4 on CPU; 1 = off (a prefork worker, one job per process)")
+    transcribe_batch_wait_ms: int = setting(
+        "AUDIO_TRANSCRIBE_BATCH_WAIT_MS", _parse_int(0), "50",
+        "once a job waits, how long the batcher waits for more jobs that are on their way")
     whisper_batch_size: int = setting(
         "AUDIO_WHISPER_BATCH_SIZE", _parse_int(0), "3",
         "faster-whisper: windows of speech decoded together for long audio (~60 MB each on CPU; GPUs: 16); 0 = off")
@@ -277,7 +285,10 @@ class Settings:
     api_host: str = setting("AUDIOJOBS_HOST", _parse_str, "127.0.0.1", "where scripts/run-local binds the API")
     api_port: int = setting("AUDIOJOBS_PORT", _parse_int(1), "8000", "API port")
     api_workers: int = setting("AUDIOJOBS_API_WORKERS", _parse_int(1), "2", "gunicorn worker processes")
-    worker_concurrency: int = setting("AUDIOJOBS_WORKER_CONCURRENCY", _parse_int(1), "2", "processes of a local worker")
+    worker_concurrency: int = setting(
+        "AUDIOJOBS_WORKER_CONCURRENCY", _parse_int(0), "0",
+        "a worker's pool: prefork processes, or threads of a batching transcription worker; "
+        "0 = sized from the cores")
     flower_address: str = setting("FLOWER_ADDRESS", _parse_str, "127.0.0.1",
                                   "where Flower listens (0.0.0.0 in containers)")
     flower_port: int = setting("FLOWER_PORT", _parse_int(1), "5555", "Flower's port")

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from audiojobs import sizing
 from audiojobs.config import Settings, environ_with, visible_cuda_devices
 from audiojobs.embedded_redis import free_port, redis_command, wait_for_redis, write_url_file
 from audiojobs.errors import ConfigError
@@ -178,10 +179,15 @@ def node_name(name: str) -> str:
     return f"{name[:-3]}-{hashlib.sha256(host_identity().encode()).hexdigest()[:6]}@%h"
 
 
-def worker_cmd(settings: Settings, concurrency: int | None = None, hostname: str = "audiojobs@%h") -> list[str]:
+def worker_cmd(settings: Settings, concurrency: int | None = None, hostname: str = "audiojobs@%h",
+               queues: str | None = None) -> list[str]:
+    """``celery worker`` on ``queues`` (default: control, CPU and transcription), its pool sized
+    from the cores (sizing.py): a batching threads pool when it transcribes, else prefork."""
     hostname = node_name(hostname)
-    queues = ",".join(dict.fromkeys([settings.control_queue, settings.cpu_queue, settings.transcribe_queue]))
-    return celery_cmd("worker", "-Q", queues, "-c", str(concurrency or settings.worker_concurrency),
+    queues = queues or ",".join(dict.fromkeys([settings.control_queue, settings.cpu_queue,
+                                               settings.transcribe_queue]))
+    shape = sizing.plan(settings, queues.split(","), concurrency, gpus=len(detect_gpus(settings)))
+    return celery_cmd("worker", "-Q", queues, "-P", shape.pool, "-c", str(shape.concurrency),
                       "-n", hostname, "--loglevel", settings.log_level.upper())
 
 
@@ -206,9 +212,11 @@ def detect_gpus(settings: Settings, visible: str | None = None) -> tuple[str, ..
 
 
 def gpu_worker_cmd(settings: Settings, gpus: tuple[str, ...], hostname: str = "audiojobs-gpu@%h") -> list[str]:
-    """A prefork worker on the transcribe queue only, one pool process per GPU."""
+    """A worker on the transcribe queue only: batching, a threads pool on one GPU (or on the CPU
+    when there is none); without batching, prefork with one pool process per GPU."""
     hostname = node_name(hostname)
-    return celery_cmd("worker", "-Q", settings.transcribe_queue, "-P", "prefork", "-c", str(max(1, len(gpus))),
+    shape = sizing.plan(settings, [settings.transcribe_queue], gpus=len(gpus))
+    return celery_cmd("worker", "-Q", settings.transcribe_queue, "-P", shape.pool, "-c", str(shape.concurrency),
                       "-n", hostname, "--loglevel", settings.log_level.upper())
 
 

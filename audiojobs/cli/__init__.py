@@ -90,9 +90,7 @@ def worker(queues: str | None, concurrency: int | None, autoscale: str | None, h
     from audiojobs.local_stack import WORKER_ENV, worker_cmd
 
     settings, env = _with_redis(_settings())
-    cmd = worker_cmd(settings, concurrency=concurrency, hostname=hostname)
-    if queues:
-        cmd[cmd.index("-Q") + 1] = queues
+    cmd = worker_cmd(settings, concurrency=concurrency, hostname=hostname, queues=queues)
     if autoscale:
         if not re.fullmatch(r"\d+,\d+", autoscale):
             raise click.BadParameter("MAX,MIN, e.g. 8,2", param_hint="--autoscale")
@@ -139,8 +137,19 @@ def gpu_worker(gpus: str | None, max_tasks_per_child: int | None, hostname: str,
         env["AUDIO_WORKER_MAX_TASKS_PER_CHILD"] = str(max_tasks_per_child)
     click.echo(f"audiojobs gpu-worker: queue {settings.transcribe_queue}, "
                f"{'GPUs ' + ','.join(devices) if devices else 'no GPU found: one process on the CPU'}", err=True)
-    os.execve(sys.executable, [*gpu_worker_cmd(settings, devices, hostname), *celery_args],
-              environ_with({**env, **WORKER_ENV}))
+    cmd = [*gpu_worker_cmd(settings, devices, hostname), *celery_args]
+    if "threads" not in cmd or not devices:  # prefork pins one GPU per pool process itself
+        os.execve(sys.executable, cmd, environ_with({**env, **WORKER_ENV}))
+    # Batching: one threads-pool worker per GPU, each seeing its GPU only, under one supervisor.
+    from audiojobs.local_stack import Supervisor
+
+    sup = Supervisor()
+    sup.install_signal_handlers()
+    for device in devices:
+        name = hostname if len(devices) == 1 else hostname.replace("@", f"-gpu{device}@", 1)
+        sup.start(f"gpu-worker-{device}", [*gpu_worker_cmd(settings, (device,), name), *celery_args],
+                  environ_with({**env, **WORKER_ENV, "AUDIO_GPU_DEVICES": device, "CUDA_VISIBLE_DEVICES": device}))
+    sys.exit(sup.wait())
 
 
 @main.command()

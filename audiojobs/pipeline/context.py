@@ -47,6 +47,7 @@ class StageContext:
     settings: Settings
     attempt: Attempt
     guard: AttemptGuard
+    level: int = 0  # the priority level the stage's message came at
     _last_report: list[float] = field(default_factory=lambda: [0.0], compare=False, repr=False)
     # What this attempt stored: artifact name -> key (recorded on the job when the stage succeeds).
     outputs: dict[str, str] = field(default_factory=dict, compare=False)

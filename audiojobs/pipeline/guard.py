@@ -78,9 +78,13 @@ def holder_is_dead(holder: str) -> bool:
 
 
 class AttemptGuard:
-    def __init__(self, settings: Settings, attempt: Attempt) -> None:
+    """``deadline`` (monotonic seconds): past it, ``check()`` raises SoftTimeLimitExceeded, as
+    Celery's soft time limit does in a prefork pool (a threads pool has no time limits of its own)."""
+
+    def __init__(self, settings: Settings, attempt: Attempt, deadline: float | None = None) -> None:
         self.settings = settings
         self.attempt = attempt
+        self.deadline = deadline
         self.reason: str | None = None
         self._stop = threading.Event()
         self._renew_every = max(1.0, settings.lease_seconds / 3)
@@ -98,6 +102,10 @@ class AttemptGuard:
         """Raise AttemptStopped if the attempt has lost its job."""
         if self.reason is not None:
             raise AttemptStopped(self.reason)
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            from celery.exceptions import SoftTimeLimitExceeded
+
+            raise SoftTimeLimitExceeded()
 
     def _run(self) -> None:
         last_renew = time.monotonic()

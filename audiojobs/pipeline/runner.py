@@ -30,6 +30,7 @@ from audiojobs.errors import AudioJobsError, StorageUnavailable
 from audiojobs.jobs import admission, recovery, service
 from audiojobs.jobs.attempts import Decision, Dispatch
 from audiojobs.jobs.flow import next_at, publish_and_mark
+from audiojobs.jobs.priority import level_of_message
 from audiojobs.jobs.states import PIPELINE, JobStatus, Stage
 from audiojobs.logs import job_id_var, request_id_var
 from audiojobs.pipeline import cleanup
@@ -99,8 +100,10 @@ class StageTask(AudioJobsTask):
         log.info("job %s: %s started (attempt %s, fence %s)", job_id, stage.value, attempt.attempt, attempt.fence)
         if stage is PIPELINE[0] and settings.owner_strict:
             admit_quietly(settings)  # one fewer admitted job waits unstarted: let the next owner in
-        with AttemptGuard(settings, attempt) as guard:
-            ctx = StageContext(settings=settings, attempt=attempt, guard=guard)
+        limit = settings.transcribe_time_limit if stage is Stage.TRANSCRIBE else settings.stage_time_limit
+        deadline = time.monotonic() + max(5, limit - 30)  # the soft limit, in a threads pool too
+        with AttemptGuard(settings, attempt, deadline=deadline) as guard:
+            ctx = StageContext(settings=settings, attempt=attempt, guard=guard, level=self._level())
             try:
                 started = time.perf_counter()
                 outcome = stage_fn(ctx)
@@ -142,6 +145,11 @@ class StageTask(AudioJobsTask):
         if end.following is not None:
             next_at(settings, self.request.chain, end.following)
         log.info("job %s: %s finished", job_id, stage.value)
+
+    def _level(self) -> int:
+        """The priority level this message was sent at (aging included)."""
+        info = getattr(self.request, "delivery_info", None) or {}
+        return level_of_message(info.get("priority"))
 
     def _hand_back(self, job_id: int, stage: Stage, settings: Settings) -> None:
         """A stage this worker does not run (a GPU worker given anything but transcription): send the

@@ -7,6 +7,7 @@ from audiojobs.celery_app import AudioJobsTask, app_settings, celery
 from audiojobs.jobs.states import Stage
 from audiojobs.pipeline import analyze, chunk, cleanup, convert, download, reaper, store, transcribe
 from audiojobs.pipeline.runner import TRANSIENT_EXCEPTIONS, StageTask, infra_delay
+from audiojobs.transcription.batching import ARRIVALS
 
 
 @celery.task(bind=True, base=StageTask, name="audiojobs.audio_download")
@@ -21,7 +22,8 @@ def audio_convert(self: StageTask, job_id: int, dispatch: int) -> None:
 
 @celery.task(bind=True, base=StageTask, name="audiojobs.audio_transcribe")
 def audio_transcribe(self: StageTask, job_id: int, dispatch: int) -> None:
-    self.run_stage(job_id, dispatch, Stage.TRANSCRIBE, transcribe.run)
+    with ARRIVALS.coming():  # a batching worker's batcher waits a moment for jobs on their way
+        self.run_stage(job_id, dispatch, Stage.TRANSCRIBE, transcribe.run)
 
 
 @celery.task(bind=True, base=StageTask, name="audiojobs.audio_chunk")

@@ -15,6 +15,7 @@ from audiojobs.pipeline.context import CHANNELS_NAME, TRANSCRIPT_NAME, WAV_NAME,
 from audiojobs.pipeline.convert import wav_duration
 from audiojobs.redis_client import redis_client
 from audiojobs.transcription import diarize
+from audiojobs.transcription.batching import BatchingBackend
 from audiojobs.transcription.interfaces import (
     Segment,
     SegmentCallback,
@@ -56,6 +57,9 @@ def run(ctx: StageContext) -> Outcome:
     options = TranscribeOptions.from_payload(ctx.payload)
     if ctx.payload.get("multichannel"):
         result = _per_channel(ctx, backend, options, on_segment)
+    elif isinstance(backend, BatchingBackend):  # windows decoded together with other jobs' windows
+        result = backend.transcribe(str(wav), options=options, on_segment=on_segment, priority=ctx.level,
+                                    check=lambda _end: ctx.check_stopped())
     else:
         result = backend.transcribe(str(wav), options=options, on_segment=on_segment)
     if diarizing:

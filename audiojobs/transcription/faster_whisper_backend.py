@@ -155,6 +155,11 @@ def speech_slices(path: str) -> Iterator[SpeechSlice]:
             start += len(audio)
 
 
+def speech_slice(audio: Any) -> SpeechSlice:
+    """All of ``audio`` (short audio) as one slice: its speech in windows of at most 30 s."""
+    return _slice(0, audio, speech_spans(audio))
+
+
 def _slice(start: int, audio: Any, spans: list[tuple[int, int]]) -> SpeechSlice:
     """The speech of ``spans`` packed end to end, in windows of at most 30 s of speech."""
     import numpy as np

@@ -20,7 +20,7 @@ from audiojobs.transcription.interfaces import TranscriptionBackend
 log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
-_loaded: dict[tuple[str, str, str, str, int, int, int], TranscriptionBackend] = {}
+_loaded: dict[tuple[str, str, str, str, int, int, int, int, int], TranscriptionBackend] = {}
 
 
 BACKENDS = ("faster-whisper", "openai-whisper")
@@ -60,7 +60,8 @@ def get_backend(requested: str, settings: Settings) -> TranscriptionBackend:
     """The loaded backend for ``requested``, loading it once per process."""
     backend, name = parse_model(requested, settings)
     key = (backend, name, settings.whisper_device, settings.whisper_compute_type, settings.whisper_cpu_threads,
-           settings.whisper_batch_size, settings.whisper_batch_min_seconds)
+           settings.whisper_batch_size, settings.whisper_batch_min_seconds, settings.transcribe_batch_max,
+           settings.transcribe_batch_wait_ms)
     with _lock:
         loaded = _loaded.get(key)
         if loaded is None:
@@ -91,19 +92,29 @@ def _load(backend: str, name: str, settings: Settings) -> TranscriptionBackend:
             ref = openai_checkpoint(name, settings)
             _check_path(ref, name)
             log.info("loading openai-whisper model %s from %s", name, ref)
-            return OpenAIWhisperBackend(ref, model_label=label, device=settings.whisper_device,
-                                        download_root=str(settings.model_path),
-                                        cpu_threads=settings.whisper_cpu_threads)
+            model = OpenAIWhisperBackend(ref, model_label=label, device=settings.whisper_device,
+                                         download_root=str(settings.model_path),
+                                         cpu_threads=settings.whisper_cpu_threads)
+            if settings.transcribe_batch_max > 1:  # a batching worker's threads: one job at a time
+                from audiojobs.transcription.batching import OneAtATime
+
+                return OneAtATime(model)
+            return model
         from audiojobs.transcription.faster_whisper_backend import FasterWhisperBackend
 
         ref = bundled_model_path(name) or name
         _check_path(ref, name)
         log.info("loading faster-whisper model %s from %s", name, ref)
-        return FasterWhisperBackend(ref, model_label=label, device=settings.whisper_device,
-                                    compute_type=settings.whisper_compute_type,
-                                    cpu_threads=settings.whisper_cpu_threads, download_root=str(settings.model_path),
-                                    batch_size=settings.whisper_batch_size,
-                                    batch_min_seconds=settings.whisper_batch_min_seconds)
+        inner = FasterWhisperBackend(ref, model_label=label, device=settings.whisper_device,
+                                     compute_type=settings.whisper_compute_type,
+                                     cpu_threads=settings.whisper_cpu_threads, download_root=str(settings.model_path),
+                                     batch_size=settings.whisper_batch_size,
+                                     batch_min_seconds=settings.whisper_batch_min_seconds)
+        if settings.transcribe_batch_max > 1:  # a batching worker (sizing.py): jobs share passes
+            from audiojobs.transcription.batching import BatchingBackend
+
+            return BatchingBackend(inner, settings.transcribe_batch_max, settings.transcribe_batch_wait_ms)
+        return inner
     except ModelUnavailable:
         raise
     except ImportError as exc:
