@@ -5,8 +5,9 @@ machines are noisy), printed as a table and written to var/bench/bench.json.
                   against openai-whisper, same tiny.en weights, same ~5-minute clip of speech
   b  overhead     submit-to-completed through the API and the whole chain against the raw transcribe
                   call on the same file in one process (jfk.flac, 11 s, and a 60-s clip), per stage
-  c  throughput   100 jobs from 10 users on 2 worker processes against the ideal (the raw transcribe
-                  times summed, over the cores)
+  c  throughput   100 jobs from 10 users, cross-job batching on (the worker sized from the cores)
+                  against off (two prefork processes of one model thread): jobs/min, CPU per job by
+                  process and outside the model, a single job's latency (bench_batching.py)
   d  api          submits and status reads per second, p50 and p99, 16 concurrent clients (ApacheBench)
                   against gunicorn on PostgreSQL
   e  memory       peak RSS of an API process and of a worker process with the model loaded
@@ -16,6 +17,8 @@ machines are noisy), printed as a table and written to var/bench/bench.json.
                   peak memory while a 1 GB file goes up to the S3 store and back
   h  priorities   Celery message priorities on the Redis transport against one queue per level: the
                   start order of a low backlog overtaken by high tasks, and the rates (bench_priorities.py)
+  j  run-local    40 jfk.flac jobs and 40 of varied real speech from 16 HTTP clients, run-local's
+                  defaults now against before batching: audio-s/s, WER on against off (bench_batching.py)
   i  speakers     diarization on five minutes of three people: audio_transcribe with diarize against
                   without, the worker's peak RSS, the error rate and speakers found (bench_speakers.py)
 
@@ -48,6 +51,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from audiojobs import sizing  # noqa: E402
 from audiojobs.config import Settings, environ_with  # noqa: E402
 from audiojobs.embedded_redis import free_port, redis_command, wait_for_redis  # noqa: E402
 from audiojobs.jobs.states import FINAL_STATUS_VALUES  # noqa: E402
@@ -367,33 +371,6 @@ def parallel_raw_rate(path: Path, tmp: Path, processes: int, jobs: int, threads:
     return each * processes / (time.perf_counter() - started) * 60
 
 
-def part_c(report: Report, stack: Stack, jobs: int, tmp: Path, threads: int, processes: int) -> None:
-    raw = statistics.median(raw_seconds(JFK, tmp, 3, threads))
-    ceiling = parallel_raw_rate(JFK, tmp, processes, jobs, threads)
-    users = len(stack.users)
-    cpu_before = stack.cpu_seconds()
-    started = time.perf_counter()
-    ids = [(i % users, stack.submit(i % users, JFK.name)) for i in range(jobs)]
-    for user, job_id in ids:
-        stack.wait(user, job_id, poll=0.2)
-    elapsed = time.perf_counter() - started
-    cpu = {name: (used - cpu_before[name]) / jobs for name, used in stack.cpu_seconds().items()}
-    rate = jobs / elapsed * 60
-    cores = min(os.cpu_count() or 1, processes)
-    ideal = 60 * cores / raw
-    report.add("c", f"throughput, {jobs} jobs from {users} users, {processes} worker processes", rate, "jobs/min")
-    report.add("c", f"ideal: {cores} cores / raw transcribe ({raw:.2f} s a job, {threads} thread)", ideal, "jobs/min")
-    report.add("c", "throughput / ideal", 100 * rate / ideal, "%", ">= 90 %", rate / ideal >= 0.9)
-    report.add("c", f"raw transcribe calls in {processes} processes at once, no pipeline", ceiling, "jobs/min",
-               note="what the cores give when both work")
-    report.add("c", "throughput / raw calls at once", 100 * rate / ceiling, "%")
-    for name, per_job in cpu.items():
-        report.add("c", f"  CPU per job, {name}", per_job, "s", note=f"raw transcribe: {raw:.2f} s"
-                   if name == "worker" else "")
-    report.details["c"] = {"jobs": jobs, "users": users, "seconds": elapsed, "raw_seconds": raw,
-                           "parallel_raw_jobs_per_minute": ceiling, "cpu_seconds_per_job": cpu}
-
-
 def ab(url: str, key: str, requests: int, concurrency: int, body: Path | None = None) -> dict[str, float]:
     """ApacheBench (Debian's apache2-utils): requests per second, p50 and p99 in ms, failures."""
     cmd = ["ab", "-q", "-n", str(requests), "-c", str(concurrency), "-H", f"X-API-KEY: {key}"]
@@ -588,7 +565,7 @@ def part_g(report: Report, tmp: Path, clips: dict[str, Path], runs: int, big_mb:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="a,b,c,d,e,f,g,h,i", help="parts to run, e.g. b,c")
+    parser.add_argument("--only", default="a,b,c,d,e,f,g,h,i,j", help="parts to run, e.g. b,c")
     parser.add_argument("--smoke", action="store_true", help="every part at tiny sizes (used by scripts/test)")
     parser.add_argument("--clip-minutes", type=float, default=5.0, help="the clip of part a")
     parser.add_argument("--long-minutes", type=float, default=30.0, help="the file of part f")
@@ -600,7 +577,9 @@ def main() -> None:
     smoke = args.smoke
     jobs, users, runs = (6, 3, 1) if smoke else (100, 10, args.runs)
     reads, submits = (200, 100) if smoke else (5000, 2000)
-    threads, processes = 1, 2  # two single-threaded worker processes: one per core on a 2-core machine
+    # The worker as every start sizes it (sizing.py): on 2 cores one process, a batching threads
+    # pool, 2 model threads; the raw calls compared with it use as many threads.
+    threads, processes = sizing.cores(), 0
     report = Report()
     begun = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="audiojobs-bench-") as tmp_name:
@@ -611,21 +590,28 @@ def main() -> None:
         if "a" in parts:
             part_a(report, clips["clip"], tmp)
             print(report.table(), flush=True)
-        if parts & {"b", "c", "d", "e", "f"}:
+        if parts & {"b", "d", "e", "f"}:
             with database(tmp) as (db_url, db_label):
                 report.details["database"] = db_label
                 with Stack(tmp, db_url, users, processes, api_workers=2, cpu_threads=threads,
                            media=[JFK, clips["minute"], clips["long"]]) as stack:
                     if "b" in parts:
                         part_b(report, stack, clips, tmp, runs, threads)
-                    if "c" in parts:
-                        part_c(report, stack, jobs, tmp, threads, processes)
                     if "f" in parts:
                         part_f(report, stack, clips["long"], tmp, threads)
                     if "d" in parts:
                         part_d(report, stack, reads, submits, tmp)
                     if "e" in parts:
                         part_e(report, stack)
+        if parts & {"c", "j"}:
+            import bench_batching
+
+            if "c" in parts:
+                bench_batching.part_c(report, tmp, smoke, Stack, lambda: database(tmp), JFK, wav_of, parallel_raw_rate)
+                print(report.table(), flush=True)
+            if "j" in parts:
+                bench_batching.part_j(report, tmp, smoke, Stack, lambda: database(tmp), JFK, wav_of)
+                print(report.table(), flush=True)
         if "g" in parts:
             part_g(report, tmp, clips, runs, big_mb=32 if smoke else 1024)
             print(report.table(), flush=True)

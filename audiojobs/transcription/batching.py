@@ -280,7 +280,8 @@ class BatchingBackend:
         audio = read_wav(wav_path)
         if audio is None:  # not 16 kHz mono PCM: the library decodes it, window by window
             return self.inner.transcribe(wav_path, options=opts, on_segment=on_segment)
-        piece = speech_slice(audio)
+        # One window's worth is decoded whole (as without batching); longer audio is cut in pauses.
+        piece = speech_slice(audio, vad=opts.vad_filter)
         language = opts.language
         model = self.inner._model
         if not model.model.is_multilingual:

@@ -155,8 +155,11 @@ def speech_slices(path: str) -> Iterator[SpeechSlice]:
             start += len(audio)
 
 
-def speech_slice(audio: Any) -> SpeechSlice:
-    """All of ``audio`` (short audio) as one slice: its speech in windows of at most 30 s."""
+def speech_slice(audio: Any, vad: bool = True) -> SpeechSlice:
+    """All of ``audio`` (short audio) as one slice: its speech in windows of at most 30 s. Without
+    ``vad`` (audio of one window), the whole of it is the one window, as sequential decoding sees it."""
+    if not vad and 0 < len(audio) <= SAMPLE_RATE * CLIP_SECONDS:
+        return _slice(0, audio, [(0, len(audio))])
     return _slice(0, audio, speech_spans(audio))
 
 

@@ -69,7 +69,7 @@ def test_jobs_decoded_together_equal_each_alone(model: FasterWhisperBackend, wav
     steps = backend.batcher.steps
     paths = [wavs["jfk"], wavs["sample"], wavs["jfk-x5"], wavs["jfk"], wavs["sample"]]
     results = together(backend, paths)
-    windows = sum(len(speech_slice(read_wav(str(p))).windows) for p in paths)
+    windows = sum(len(speech_slice(read_wav(str(p)), vad=False).windows) for p in paths)
     print(f"\n{len(paths)} jobs, {windows} windows: {backend.batcher.steps - steps} passes")
     assert backend.batcher.steps - steps < windows  # windows of different jobs shared passes
     for path, result in zip(paths, results, strict=True):
