@@ -64,7 +64,7 @@ def _size_worker(sender: Any = None, **_kwargs: Any) -> None:
     from audiojobs.sizing import sized
 
     pool = str(getattr(sender, "pool_cls", "prefork"))
-    pool = "threads" if "thread" in pool.lower() else "prefork"
+    pool = "threads" if "thread" in pool.lower() or pool == "custom" else "prefork"
     concurrency = int(getattr(sender, "concurrency", 1) or 1)
     celery.conf.audiojobs_settings = sized(app_settings(), pool, concurrency)
     celery.conf.audiojobs_pool = f"{pool} x {concurrency}"

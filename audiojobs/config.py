@@ -178,7 +178,8 @@ class Settings:
     transcribe_batch_max: int = setting(
         "AUDIO_TRANSCRIBE_BATCH_MAX", _parse_int(0), "0",
         "windows of several jobs a transcription worker decodes in one pass (threads pool); "
-        "0 = 8 on CUDA, 4 on CPU; 1 = off (a prefork worker, one job per process)")
+        "0 = 8 on CUDA, off on the CPU (measured slower there: scripts/bench part c); "
+        "1 = off (a prefork worker, one job per process)")
     transcribe_batch_wait_ms: int = setting(
         "AUDIO_TRANSCRIBE_BATCH_WAIT_MS", _parse_int(0), "50",
         "once a job waits, how long the batcher waits for more jobs that are on their way")

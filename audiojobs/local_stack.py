@@ -38,7 +38,7 @@ FAST_CRASH_SECONDS = 10.0
 MAX_FAST_CRASHES = 5
 # Celery reads this in the worker: SIGTERM then starts the soft shutdown (running stages get
 # AUDIO_WORKER_SOFT_SHUTDOWN_SECONDS to finish, then go back to the broker) instead of waiting forever.
-WORKER_ENV = {"REMAP_SIGTERM": "SIGQUIT"}
+WORKER_ENV = {"REMAP_SIGTERM": "SIGQUIT", "CELERY_CUSTOM_WORKER_POOL": "audiojobs.threads_pool:TaskPool"}
 
 
 @dataclass
@@ -187,8 +187,14 @@ def worker_cmd(settings: Settings, concurrency: int | None = None, hostname: str
     queues = queues or ",".join(dict.fromkeys([settings.control_queue, settings.cpu_queue,
                                                settings.transcribe_queue]))
     shape = sizing.plan(settings, queues.split(","), concurrency, gpus=len(detect_gpus(settings)))
-    return celery_cmd("worker", "-Q", queues, "-P", shape.pool, "-c", str(shape.concurrency),
+    return celery_cmd("worker", "-Q", queues, "-P", pool_arg(shape.pool), "-c", str(shape.concurrency),
                       "-n", hostname, "--loglevel", settings.log_level.upper())
+
+
+def pool_arg(pool: str) -> str:
+    """``-P``: prefork, or Celery's threads pool able to stop its tasks (threads_pool.py; Celery
+    takes a pool of its own only as ``custom``, named by ``CELERY_CUSTOM_WORKER_POOL`` in WORKER_ENV)."""
+    return "custom" if pool == "threads" else pool
 
 
 def detect_gpus(settings: Settings, visible: str | None = None) -> tuple[str, ...]:
@@ -216,7 +222,8 @@ def gpu_worker_cmd(settings: Settings, gpus: tuple[str, ...], hostname: str = "a
     when there is none); without batching, prefork with one pool process per GPU."""
     hostname = node_name(hostname)
     shape = sizing.plan(settings, [settings.transcribe_queue], gpus=len(gpus))
-    return celery_cmd("worker", "-Q", settings.transcribe_queue, "-P", shape.pool, "-c", str(shape.concurrency),
+    return celery_cmd("worker", "-Q", settings.transcribe_queue, "-P", pool_arg(shape.pool), "-c",
+                      str(shape.concurrency),
                       "-n", hostname, "--loglevel", settings.log_level.upper())
 
 

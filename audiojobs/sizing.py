@@ -2,8 +2,9 @@
 
 Two shapes of worker:
 
-* **A batching transcription worker** (its queues include the transcription queue and
-  ``AUDIO_TRANSCRIBE_BATCH_MAX`` is above 1, faster-whisper): one process, Celery's threads pool.
+* **A batching transcription worker** (its queues include the transcription queue and the batch
+  is above 1: by default on CUDA, on the CPU when ``AUDIO_TRANSCRIBE_BATCH_MAX`` asks for it;
+  faster-whisper): one process, Celery's threads pool.
   Its threads run each job's stages as their own tasks, and one model decodes the windows of
   all of them together (``transcription/batching.py``). Threads: the batch size, plus one per core
   for the CPU stages when it takes the CPU queue too. The model gets every core.
@@ -24,7 +25,6 @@ from dataclasses import dataclass
 
 from audiojobs.config import Settings
 
-CPU_BATCH = 4
 CUDA_BATCH = 8
 
 
@@ -37,13 +37,15 @@ def cores() -> int:
 
 
 def batch_size(settings: Settings, on_gpu: bool) -> int:
-    """Windows decoded together: ``AUDIO_TRANSCRIBE_BATCH_MAX``, else 8 on CUDA and 4 on CPU;
-    1 for openai-whisper (it decodes one job at a time)."""
+    """Windows decoded together: ``AUDIO_TRANSCRIBE_BATCH_MAX``; else 8 on CUDA, and 1 (off) on
+    the CPU, where ``scripts/bench`` part c measured a batch of 4 slower than one single-threaded
+    process per core (on the CPU the encoder's work per window does not shrink with the batch).
+    openai-whisper: 1 (it decodes one job at a time)."""
     if settings.whisper_backend == "openai-whisper":
         return 1
     if settings.transcribe_batch_max:
         return settings.transcribe_batch_max
-    return CUDA_BATCH if on_gpu else CPU_BATCH
+    return CUDA_BATCH if on_gpu else 1
 
 
 @dataclass(frozen=True)

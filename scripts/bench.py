@@ -55,7 +55,7 @@ from audiojobs import sizing  # noqa: E402
 from audiojobs.config import Settings, environ_with  # noqa: E402
 from audiojobs.embedded_redis import free_port, redis_command, wait_for_redis  # noqa: E402
 from audiojobs.jobs.states import FINAL_STATUS_VALUES  # noqa: E402
-from audiojobs.local_stack import api_cmd, worker_cmd  # noqa: E402
+from audiojobs.local_stack import WORKER_ENV, api_cmd, worker_cmd  # noqa: E402
 from audiojobs.pipeline.convert import to_wav  # noqa: E402
 from audiojobs.transcription.interfaces import TranscribeOptions  # noqa: E402
 from audiojobs.transcription.registry import bundled_model_path, get_backend  # noqa: E402
@@ -177,7 +177,8 @@ class Stack:
                 os.link(path, self.media_root / user_id / path.name)
         child_env = environ_with(self.env)
         self._log = open(self.tmp / "stack.log", "wb")  # noqa: SIM115 - lives as long as the processes
-        self.procs["worker"] = subprocess.Popen(worker_cmd(self.settings, concurrency=self._workers), env=child_env,
+        self.procs["worker"] = subprocess.Popen(worker_cmd(self.settings, concurrency=self._workers),
+                                                env={**child_env, **WORKER_ENV},
                                                 stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         self.procs["api"] = subprocess.Popen(api_cmd(self.settings), env=child_env, stdout=self._log,
                                              stderr=subprocess.STDOUT, start_new_session=True)

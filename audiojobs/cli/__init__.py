@@ -138,7 +138,7 @@ def gpu_worker(gpus: str | None, max_tasks_per_child: int | None, hostname: str,
     click.echo(f"audiojobs gpu-worker: queue {settings.transcribe_queue}, "
                f"{'GPUs ' + ','.join(devices) if devices else 'no GPU found: one process on the CPU'}", err=True)
     cmd = [*gpu_worker_cmd(settings, devices, hostname), *celery_args]
-    if "threads" not in cmd or not devices:  # prefork pins one GPU per pool process itself
+    if "prefork" in cmd or not devices:  # prefork pins one GPU per pool process itself
         os.execve(sys.executable, cmd, environ_with({**env, **WORKER_ENV}))
     # Batching: one threads-pool worker per GPU, each seeing its GPU only, under one supervisor.
     from audiojobs.local_stack import Supervisor

@@ -26,6 +26,9 @@ from audiojobs.jobs.attempts import Attempt
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0
+# Set when a threads-pool worker's soft shutdown has run out: running stages stop at their next
+# safe point (a prefork worker kills its pool processes instead; threads cannot be killed).
+STOPPING = threading.Event()
 
 
 class AttemptStopped(Exception):
@@ -34,6 +37,11 @@ class AttemptStopped(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class WorkerStopping(Exception):
+    """The worker is going away: the stage stops with nothing recorded, as if its process had been
+    killed (its run stays open for the next worker to close as lost, its message unacknowledged)."""
 
 
 @lru_cache(maxsize=1)
@@ -102,6 +110,8 @@ class AttemptGuard:
         """Raise AttemptStopped if the attempt has lost its job."""
         if self.reason is not None:
             raise AttemptStopped(self.reason)
+        if STOPPING.is_set():
+            raise WorkerStopping()
         if self.deadline is not None and time.monotonic() > self.deadline:
             from celery.exceptions import SoftTimeLimitExceeded
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import redis
 import sqlalchemy.exc
-from celery.exceptions import Ignore, SoftTimeLimitExceeded
+from celery.exceptions import Ignore, Reject, SoftTimeLimitExceeded
 
 from audiojobs import metrics
 from audiojobs.celery_app import AudioJobsTask, app_settings, celery
@@ -35,7 +35,7 @@ from audiojobs.jobs.states import PIPELINE, JobStatus, Stage
 from audiojobs.logs import job_id_var, request_id_var
 from audiojobs.pipeline import cleanup
 from audiojobs.pipeline.context import Outcome, StageContext
-from audiojobs.pipeline.guard import AttemptGuard, AttemptStopped, holder_is_dead, worker_id
+from audiojobs.pipeline.guard import AttemptGuard, AttemptStopped, WorkerStopping, holder_is_dead, worker_id
 from audiojobs.redis_client import redis_client
 from audiojobs.storage import remove_job_files
 from audiojobs.webhooks import service as webhooks
@@ -110,6 +110,12 @@ class StageTask(AudioJobsTask):
                 metrics.observe_stage(redis_client(settings), stage.value, time.perf_counter() - started)
             except AttemptStopped as stop:
                 self._stopped(ctx, stop.reason)
+            except WorkerStopping:
+                # As a prefork worker's killed process: nothing recorded (the run stays open for the
+                # next worker to close as lost), the message back on its queue.
+                log.info("job %s: %s stopped: the worker is shutting down; the stage goes back", job_id,
+                         stage.value)
+                raise Reject("the worker is shutting down", requeue=True) from None
             except SoftTimeLimitExceeded:
                 self._fail(ctx, "timeout", f"{stage.value} ran past its time limit")
             except AudioJobsError as exc:

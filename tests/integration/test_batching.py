@@ -7,6 +7,7 @@ import datetime as dt
 import os
 import re
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -17,12 +18,13 @@ from audiojobs.jobs.models import StageRun
 from tests.conftest import AUTH, stage_running, wait_for_job, word_error_rate
 from tests.integration.conftest import Stack
 from tests.integration.test_faults import runs_of, submit, tally, wait_all_final
-from tests.media import varied_speech
+from tests.media import jfk_repeated, varied_speech
 from tests.services import JFK_TEXT
 from tests.speakers import pyannote_sample
 
 pytestmark = pytest.mark.integration
 TRANSCRIBE = "audio_transcribe"
+BATCH_4 = {"AUDIO_TRANSCRIBE_BATCH_MAX": "4"}  # on the CPU batching is off unless asked for
 
 
 def passes(log: str) -> list[tuple[int, int]]:
@@ -44,7 +46,7 @@ def test_jobs_share_passes_and_each_keeps_its_own_run(bare_stack: Stack) -> None
     stack = bare_stack
     sample, _rttm = pyannote_sample()
     (stack.media_root / "sample.wav").write_bytes(sample.read_bytes())
-    transcriber = stack.start_worker(queues="audio_gpu", concurrency=4)
+    transcriber = stack.start_worker(queues="audio_gpu", concurrency=4, env=BATCH_4)
     cpu = stack.start_worker(queues="audio_control,audio_cpu", concurrency=2)
     try:
         assert "pool threads x 4: model threads" in transcriber.log() and ", batch 4" in transcriber.log()
@@ -103,7 +105,7 @@ def test_batching_worker_sigkilled_mid_pass_every_job_completes_once(bare_stack:
     stack = bare_stack
     clip = varied_speech(tmp_path / "varied-50.flac", 50)
     (stack.media_root / clip.name).write_bytes(clip.read_bytes())
-    env = {"JOBS_LEASE_SECONDS": "600", "AUDIO_WHISPER_CPU_THREADS": "1"}
+    env = {"JOBS_LEASE_SECONDS": "600", "AUDIO_WHISPER_CPU_THREADS": "1", **BATCH_4}
     beat = stack.start_beat(env)
     cpu = stack.start_worker(queues="audio_control,audio_cpu", concurrency=2, env=env)
     victim = stack.start_worker(queues="audio_gpu", concurrency=4, env=env)
@@ -128,3 +130,34 @@ def test_batching_worker_sigkilled_mid_pass_every_job_completes_once(bare_stack:
         assert runs_of(stack, job_id, TRANSCRIBE) == ["lost", "succeeded"]
         text = stack.client.get(f"/api/v1/audio/jobs/{job_id}/result?format=text", headers=AUTH).get_data(as_text=True)
         assert word_error_rate(" ".join([JFK_TEXT] * 4), text) <= 0.25, text
+
+
+@pytest.mark.parametrize("bare_stack", ["sqlite"], indirect=True)
+def test_sigterm_stops_a_batching_worker_within_bounded_time(bare_stack: Stack, tmp_path: Path) -> None:
+    """A threads pool cannot kill its tasks as prefork kills its processes: past the soft shutdown,
+    running stages stop at their next safe point, and the stage goes back to the broker."""
+    stack = bare_stack
+    clip = jfk_repeated(tmp_path / "jfk-x8.flac", 8)  # 88 s: its own decoding, window by window here
+    (stack.media_root / clip.name).write_bytes(clip.read_bytes())
+    env = {"AUDIO_WORKER_SOFT_SHUTDOWN_SECONDS": "2", **BATCH_4}
+    worker = stack.start_worker(concurrency=3, env=env)
+    try:
+        job_id = submit(stack, stack.media_root / clip.name)
+        wait_for_job(stack.client, job_id, timeout=60, until=stage_running(TRANSCRIBE))
+        started = time.monotonic()
+        worker.proc.send_signal(signal.SIGTERM)
+        worker.proc.wait(timeout=60)
+        shutdown = time.monotonic() - started
+    finally:
+        worker.stop()
+    print(f"\nSIGTERM to a batching worker during transcription: gone after {shutdown:.1f} s")
+    assert shutdown < 15
+    rescuer = stack.start_worker(concurrency=3, env=env)
+    try:
+        job = wait_for_job(stack.client, job_id, timeout=120)
+    finally:
+        rescuer.stop()
+    assert job["status"] == "completed", job
+    assert runs_of(stack, job_id, TRANSCRIBE)[-1] == "succeeded"
+    assert tally(stack, [job_id], "SIGTERM to a batching worker") == {"submitted": 1, "completed": 1, "lost": 0,
+                                                                        "duplicated": 0}
