@@ -165,7 +165,7 @@ def part_c(report: Any, tmp: Path, smoke: bool, stack_class: Any, db_url: Callab
                "jobs/min")
     shapes = {}
     default = default_shape()
-    for processes, threads, batch in dict.fromkeys([*SHAPES, default]):
+    for processes, threads, batch in dict.fromkeys([*(SHAPES[:1] + SHAPES[-2:-1] if smoke else SHAPES), default]):
         _cpu, shapes[(processes, threads, batch)] = model_alone(wav, threads, batch, 8 if smoke else 24, processes)
     best = max(shapes, key=lambda k: shapes[k])
     for (processes, threads, batch), rate in shapes.items():
@@ -224,6 +224,8 @@ def part_j(report: Any, tmp: Path, smoke: bool, stack_class: Any, db_url: Callab
     _sw, sample_seconds = wav_of(sample, tmp)
     loads = {"jfk.flac": [jfk.name] * jobs,
              "varied real speech": [(jfk.name, sample.name)[i % 2] for i in range(jobs)]}
+    if smoke:
+        del loads["jfk.flac"]
     seconds = {jfk.name: jfk_seconds, sample.name: sample_seconds}
     # before: run-local's defaults before this change (2 processes, CTranslate2's 4 threads each);
     # now: run-local's defaults (sized from the cores); batching: the threads pool batching 4.
