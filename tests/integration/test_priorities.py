@@ -82,12 +82,13 @@ def test_aging_moves_a_free_job_through_a_steady_premium_stream(prio_stack: Stac
     backlog_seen: list[int] = []
 
     def top_up() -> None:
-        """Keep three premium jobs unfinished: the worker is never short of premium work (a job's
-        stages wait in the queues until it completes)."""
+        """Keep five premium jobs unfinished: the worker is never short of premium work (a job's
+        stages wait in the queues until it completes; with three, one look in a CI run found all
+        three finished between two looks)."""
         rows = _rows(stack, premium_ids)
         unfinished = [j for j in premium_ids if rows[j].status not in {"completed", "failed", "cancelled"}]
         backlog_seen.append(len(unfinished))
-        for _ in range(3 - len(unfinished)):
+        for _ in range(5 - len(unfinished)):
             premium_ids.append(submit(stack, premium, JFK_FLAC))
 
     try:
