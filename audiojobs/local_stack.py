@@ -199,7 +199,7 @@ def pool_arg(pool: str) -> str:
 
 def detect_gpus(settings: Settings, visible: str | None = None) -> tuple[str, ...]:
     """GPU ids for gpu-worker: AUDIO_GPU_DEVICES, else CUDA_VISIBLE_DEVICES, else what nvidia-smi lists.
-    Nothing found: no GPU (the worker runs one process on the CPU). Never initialises CUDA here."""
+    Nothing found: no GPU (the worker runs on the CPU, sized from its cores). Never initialises CUDA here."""
     import subprocess
 
     if settings.gpu_devices:

@@ -126,8 +126,9 @@ def ping_worker(hostname: str, timeout: float) -> None:
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def gpu_worker(gpus: str | None, max_tasks_per_child: int | None, hostname: str,
                celery_args: tuple[str, ...]) -> None:
-    """Run a transcription worker: the transcribe queue only, one prefork process per GPU, each
-    pinned to its GPU and loading the model after the fork. Other stages are handed back."""
+    """Run a transcription worker: the transcribe queue only. On GPUs: with batching (the default),
+    one threads-pool worker per GPU; without, one prefork process per GPU, each pinned to its GPU
+    and loading the model after the fork. Other stages are handed back."""
     from audiojobs.local_stack import WORKER_ENV, detect_gpus, gpu_worker_cmd
 
     settings, env = _with_redis(_settings())
@@ -135,8 +136,8 @@ def gpu_worker(gpus: str | None, max_tasks_per_child: int | None, hostname: str,
     env = {**env, "AUDIO_WORKER_STAGES": "audio_transcribe", "AUDIO_GPU_DEVICES": ",".join(devices)}
     if max_tasks_per_child is not None:
         env["AUDIO_WORKER_MAX_TASKS_PER_CHILD"] = str(max_tasks_per_child)
-    click.echo(f"audiojobs gpu-worker: queue {settings.transcribe_queue}, "
-               f"{'GPUs ' + ','.join(devices) if devices else 'no GPU found: one process on the CPU'}", err=True)
+    where = "GPUs " + ",".join(devices) if devices else "no GPU found: on the CPU, sized from its cores"
+    click.echo(f"audiojobs gpu-worker: queue {settings.transcribe_queue}, {where}", err=True)
     cmd = [*gpu_worker_cmd(settings, devices, hostname), *celery_args]
     if "prefork" in cmd or not devices:  # prefork pins one GPU per pool process itself
         os.execve(sys.executable, cmd, environ_with({**env, **WORKER_ENV}))
