@@ -7,7 +7,6 @@ import datetime as dt
 import os
 import re
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from audiojobs.db import session_scope
 from audiojobs.jobs.models import StageRun
 from tests.conftest import AUTH, stage_running, wait_for_job, word_error_rate
 from tests.integration.conftest import Stack
-from tests.integration.test_faults import runs_of, submit, tally, wait_all_final
+from tests.integration.test_faults import runs_of, sigterm_while_transcribing, submit, tally, wait_all_final
 from tests.media import jfk_repeated, varied_speech
 from tests.services import JFK_TEXT
 from tests.speakers import pyannote_sample
@@ -140,16 +139,8 @@ def test_sigterm_stops_a_batching_worker_within_bounded_time(bare_stack: Stack, 
     clip = jfk_repeated(tmp_path / "jfk-x8.flac", 8)  # 88 s: its own decoding, window by window here
     (stack.media_root / clip.name).write_bytes(clip.read_bytes())
     env = {"AUDIO_WORKER_SOFT_SHUTDOWN_SECONDS": "2", **BATCH_4}
-    worker = stack.start_worker(concurrency=3, env=env)
-    try:
-        job_id = submit(stack, stack.media_root / clip.name)
-        wait_for_job(stack.client, job_id, timeout=60, until=stage_running(TRANSCRIBE))
-        started = time.monotonic()
-        worker.proc.send_signal(signal.SIGTERM)
-        worker.proc.wait(timeout=60)
-        shutdown = time.monotonic() - started
-    finally:
-        worker.stop()
+    job_id, shutdown = sigterm_while_transcribing(stack, stack.start_worker(concurrency=3, env=env),
+                                                  stack.media_root / clip.name, wait=60)
     print(f"\nSIGTERM to a batching worker during transcription: gone after {shutdown:.1f} s")
     assert shutdown < 15
     rescuer = stack.start_worker(concurrency=3, env=env)

@@ -20,7 +20,7 @@ from audiojobs.jobs.states import FINAL_STATUS_VALUES
 from tests.conftest import AUTH, stage_running, wait_for_job, word_error_rate
 from tests.integration.conftest import Stack, build_stack
 from tests.media import jfk_repeated
-from tests.services import JFK_TEXT, PrivatePostgres, RedisServer
+from tests.services import JFK_TEXT, PrivatePostgres, RedisServer, WorkerProcess
 
 pytestmark = pytest.mark.integration
 SUBMIT = "/api/v1/audio/jobs/submit"
@@ -65,6 +65,20 @@ def runs_of(stack: Stack, job_id: int, stage: str) -> list[str]:
     with session_scope(stack.settings.effective_database_url) as session:
         return list(session.scalars(sa.select(StageRun.status).where(
             StageRun.job_id == job_id, StageRun.stage == stage).order_by(StageRun.id)))
+
+
+def sigterm_while_transcribing(stack: Stack, worker: WorkerProcess, path: Path, wait: float) -> tuple[int, float]:
+    """Submit ``path``, SIGTERM ``worker`` once its transcription runs (as an orchestrator stops a
+    container): the job's id and the seconds the worker took to go (at most ``wait``)."""
+    try:
+        job_id = submit(stack, path)
+        wait_for_job(stack.client, job_id, timeout=60, until=stage_running("audio_transcribe"))
+        started = time.monotonic()
+        worker.proc.send_signal(signal.SIGTERM)
+        worker.proc.wait(timeout=wait)
+        return job_id, time.monotonic() - started
+    finally:
+        worker.stop()
 
 
 @pytest.fixture(scope="module")
@@ -189,16 +203,7 @@ def test_sigterm_hands_the_running_stage_back_within_bounded_time(bare_stack: St
     env = {"AUDIO_WORKER_SOFT_SHUTDOWN_SECONDS": "2"}
     path = stack.media_root / "long-term.flac"
     path.write_bytes(long_audio.read_bytes())
-    worker = stack.start_worker(env=env)
-    try:
-        job_id = submit(stack, path)
-        wait_for_job(stack.client, job_id, timeout=60, until=stage_running("audio_transcribe"))
-        started = time.monotonic()
-        worker.proc.send_signal(signal.SIGTERM)  # as an orchestrator stops a container
-        worker.proc.wait(timeout=30)
-        shutdown = time.monotonic() - started
-    finally:
-        worker.stop()
+    job_id, shutdown = sigterm_while_transcribing(stack, stack.start_worker(env=env), path, wait=30)
     print(f"\nSIGTERM during transcription: worker gone after {shutdown:.1f} s")
     assert shutdown < 15
     # The stage went back to the broker: the next worker takes it at once (its holder is gone),
