@@ -267,7 +267,8 @@ class BatchingBackend:
         self.batcher = Batcher(inner, max_items, wait_ms)
 
     def uses_batches(self, wav_path: str) -> bool:
-        return True
+        """Short audio shares batched passes; long audio is batched within the file when that is on."""
+        return wav_seconds(wav_path) < self.inner.batch_min_seconds or self.inner.uses_batches(wav_path)
 
     def transcribe(self, wav_path: str, *, options: TranscribeOptions | None = None,
                    on_segment: SegmentCallback | None = None, priority: int = 0,
