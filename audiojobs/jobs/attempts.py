@@ -32,6 +32,7 @@ class Attempt:
     owner_user_id: str = ""
     job_uuid: str = ""
     artifacts: dict[str, str] = field(default_factory=dict)  # the job's current objects when it began
+    started_at: dt.datetime | None = None  # its run's (closing the run then needs no read of it)
 
 
 @dataclass(frozen=True)

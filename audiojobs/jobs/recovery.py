@@ -16,10 +16,10 @@ from sqlalchemy.orm import Session
 from audiojobs.db import utcnow
 from audiojobs.jobs import priority
 from audiojobs.jobs.models import Job, StageRun
+from audiojobs.jobs.runs import close_run
 from audiojobs.jobs.service import (
     DISPATCH_GRACE,
     Dispatch,
-    close_run,
     end_job,
     lose_attempt,
     note_error,

@@ -31,6 +31,7 @@ from audiojobs.errors import Conflict, NotFound
 from audiojobs.jobs import queries
 from audiojobs.jobs.attempts import Attempt, Decision, Dispatch, StageDecision, StageEnd
 from audiojobs.jobs.models import Job, StageRun
+from audiojobs.jobs.runs import MAX_ERROR_MESSAGE, close_own_run, close_run, open_runs
 from audiojobs.jobs.states import (
     FINAL_STATUSES,
     PIPELINE,
@@ -46,8 +47,6 @@ from audiojobs.webhooks import service as webhooks
 
 JOB_DOMAIN = "audio"
 JOB_TYPE = "audio_pipeline"
-# Error messages are shown to users; keep them readable, not log dumps.
-MAX_ERROR_MESSAGE = 2000
 # How many of its attempts' errors a job keeps.
 MAX_ATTEMPT_ERRORS = 10
 # A dispatch due this long ago was not published by whoever made it due (it died): the reaper does.
@@ -69,26 +68,11 @@ def set_status(job: Job, status: JobStatus) -> None:
     job.updated_at = utcnow()
 
 
-def close_run(run: StageRun, status: StageRunStatus, code: str | None = None, message: str | None = None) -> None:
-    now = utcnow()
-    run.status = status.value
-    run.finished_at = now
-    run.duration_seconds = (now - run.started_at).total_seconds()
-    run.error_code = code
-    run.error_message = message[:MAX_ERROR_MESSAGE] if message else None
-
-
 def note_error(job: Job, stage: str | None, code: str, message: str) -> None:
     errors = list(job.attempt_errors or [])
     errors.append({"at": utcnow().isoformat().replace("+00:00", "Z"), "stage": stage, "code": code,
                    "message": message[:500]})
     job.attempt_errors = errors[-MAX_ATTEMPT_ERRORS:]
-
-
-def open_runs(session: Session, job_id: int) -> list[StageRun]:
-    return list(session.scalars(
-        sa.select(StageRun).where(StageRun.job_id == job_id, StageRun.finished_at.is_(None)).order_by(StageRun.id)
-    ))
 
 
 def lose_attempt(session: Session, job: Job, code: str, what: str) -> bool:
@@ -175,7 +159,9 @@ def begin_stage(session: Session, job_id: int, stage: Stage, *, dispatch: int, w
         remaining = (job.leased_until - now).total_seconds()
         return StageDecision(Decision.WAIT, f"leased by {job.worker_id} until {job.leased_until.isoformat()}",
                              retry_in=max(0.5, min(WAIT_POLL_SECONDS, remaining)))
-    if open_runs(session, job_id) and not lose_attempt(session, job, "worker_lost", "stopped during"):
+    # The job's runs, two columns each, in one read: whether one is open, and this stage's attempts.
+    runs = session.execute(sa.select(StageRun.stage, StageRun.finished_at).where(StageRun.job_id == job_id)).all()
+    if any(f is None for _s, f in runs) and not lose_attempt(session, job, "worker_lost", "stopped during"):
         return StageDecision(Decision.IGNORE, "retries exhausted", job_status=job.status, job_uuid=job.uuid)
     set_status(job, JobStatus.PROCESSING)
     job.fence += 1
@@ -186,16 +172,14 @@ def begin_stage(session: Session, job_id: int, stage: Stage, *, dispatch: int, w
     job.worker_id = worker_id
     job.leased_until = now + dt.timedelta(seconds=lease_seconds)
     job.dispatch_due_at = None
-    previous = session.scalar(
-        sa.select(sa.func.count()).select_from(StageRun).where(StageRun.job_id == job_id, StageRun.stage == stage.value)
-    ) or 0
+    previous = sum(s == stage.value for s, _f in runs)
     run = StageRun(job_id=job_id, stage=stage.value, attempt=previous + 1, status=StageRunStatus.RUNNING.value,
                    worker_id=worker_id, started_at=now, fence=job.fence, dispatch=dispatch)
     session.add(run)
     session.flush()
     attempt = Attempt(job_id=job_id, stage=stage, run_id=run.id, attempt=run.attempt, fence=job.fence,
                       dispatch=dispatch, payload=dict(job.payload), owner_user_id=job.owner_user_id,
-                      job_uuid=job.uuid, artifacts=dict(job.artifacts or {}))
+                      job_uuid=job.uuid, artifacts=dict(job.artifacts or {}), started_at=now)
     return StageDecision(Decision.START, "started", attempt=attempt)
 
 
@@ -205,13 +189,6 @@ def _own_job(session: Session, attempt: Attempt) -> Job | None:
     if job is None or job.fence != attempt.fence or job.status != JobStatus.PROCESSING.value:
         return None
     return job
-
-
-def _close_own_run(session: Session, attempt: Attempt, status: StageRunStatus, code: str | None = None,
-                   message: str | None = None) -> None:
-    run = session.get(StageRun, attempt.run_id)
-    if run is not None and run.finished_at is None:
-        close_run(run, status, code, message)
 
 
 def _close_stale_run(session: Session, attempt: Attempt) -> None:
@@ -256,7 +233,7 @@ def finish_stage(session: Session, attempt: Attempt, *, skipped: bool = False,
         return StageEnd(moved_on=False)
     if outputs:
         job.artifacts = {**(job.artifacts or {}), **outputs}
-    _close_own_run(session, attempt, StageRunStatus.SKIPPED if skipped else StageRunStatus.SUCCEEDED)
+    close_own_run(session, attempt, StageRunStatus.SKIPPED if skipped else StageRunStatus.SUCCEEDED)
     following = next_stage(attempt.stage)
     now = utcnow()
     if following is not None:
@@ -281,7 +258,7 @@ def fail_job(session: Session, job_id: int, *, code: str, message: str, attempt:
         if job is None:
             _close_stale_run(session, attempt)
         else:
-            _close_own_run(session, attempt, StageRunStatus.FAILED, code, message)
+            close_own_run(session, attempt, StageRunStatus.FAILED, code, message)
     else:
         job = _lock_job(session, job_id)
         if job is not None and job.status_enum.is_final:
@@ -302,7 +279,7 @@ def retry_later(session: Session, attempt: Attempt, *, code: str, message: str, 
     if job is None:
         _close_stale_run(session, attempt)
         return "stale"
-    _close_own_run(session, attempt, StageRunStatus.RETRYING, code, message)
+    close_own_run(session, attempt, StageRunStatus.RETRYING, code, message)
     job.retry_count += 1 if spend_retry else 0
     note_error(job, attempt.stage.value, code, message)
     if job.retry_count > job.max_retries:
@@ -366,7 +343,7 @@ def own_job_for_store(session: Session, attempt: Attempt) -> Job | None:
 def close_stopped_run(session: Session, attempt: Attempt, reason: str) -> None:
     """The attempt noticed it no longer holds the job (cancelled, failed, taken over): close its run."""
     status = StageRunStatus.CANCELLED if reason == "cancelled" else StageRunStatus.STALE
-    _close_own_run(session, attempt, status, reason, f"stopped: job {reason}")
+    close_own_run(session, attempt, status, reason, f"stopped: job {reason}")
 
 
 # --- Cancellation and deletion ----------------------------------------------------------------
