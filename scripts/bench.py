@@ -21,6 +21,8 @@ machines are noisy), printed as a table and written to var/bench/bench.json.
                   defaults now against before batching: audio-s/s, WER on against off (bench_batching.py)
   i  speakers     diarization on five minutes of three people: audio_transcribe with diarize against
                   without, the worker's peak RSS, the error rate and speakers found (bench_speakers.py)
+  k  profile      where a short job's worker CPU goes outside the model: py-spy on a solo worker, the
+                  Python CPU a job by package, SQL statements and commits a job (bench_profile.py)
 
 Usage: scripts/bench [--only a,b,...] [--smoke] [--long-minutes 30] [--clip-minutes 5] [--out PATH]
 ``--smoke`` runs every part at tiny sizes (scripts/test does, so the suite cannot rot).
@@ -135,7 +137,8 @@ class Stack:
     worker, in multi-user mode with ``users`` users who each have an API key and their own media."""
 
     def __init__(self, tmp: Path, db_url: str, users: int, worker_processes: int, api_workers: int,
-                 media: list[Path], cpu_threads: int, extra_env: dict[str, str] | None = None) -> None:
+                 media: list[Path], cpu_threads: int, extra_env: dict[str, str] | None = None,
+                 worker_cmd_filter: Callable[[list[str]], list[str]] | None = None) -> None:
         self.tmp = tmp
         self.redis_port, self.api_port = free_port(), free_port()
         self.media_root = tmp / "media"
@@ -153,6 +156,7 @@ class Stack:
         self.users: list[tuple[str, str]] = []  # (user id, API key)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._n_users, self._workers, self._media = users, worker_processes, media
+        self._worker_cmd_filter = worker_cmd_filter or (lambda cmd: cmd)  # part k runs it under a wrapper
 
     def __enter__(self) -> Stack:
         from audiojobs.db import session_scope
@@ -177,7 +181,7 @@ class Stack:
                 os.link(path, self.media_root / user_id / path.name)
         child_env = environ_with(self.env)
         self._log = open(self.tmp / "stack.log", "wb")  # noqa: SIM115 - lives as long as the processes
-        self.procs["worker"] = subprocess.Popen(worker_cmd(self.settings, concurrency=self._workers),
+        self.procs["worker"] = subprocess.Popen(self._worker_cmd_filter(worker_cmd(self.settings, self._workers)),
                                                 env={**child_env, **WORKER_ENV},
                                                 stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         self.procs["api"] = subprocess.Popen(api_cmd(self.settings), env=child_env, stdout=self._log,
@@ -566,7 +570,7 @@ def part_g(report: Report, tmp: Path, clips: dict[str, Path], runs: int, big_mb:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="a,b,c,d,e,f,g,h,i,j", help="parts to run, e.g. b,c")
+    parser.add_argument("--only", default="a,b,c,d,e,f,g,h,i,j,k", help="parts to run, e.g. b,c")
     parser.add_argument("--smoke", action="store_true", help="every part at tiny sizes (used by scripts/test)")
     parser.add_argument("--clip-minutes", type=float, default=5.0, help="the clip of part a")
     parser.add_argument("--long-minutes", type=float, default=30.0, help="the file of part f")
@@ -625,6 +629,12 @@ def main() -> None:
 
             with database(tmp) as (db_url, _label):
                 part_i(report, tmp, smoke, Stack, db_url, peak_rss_mb)
+        if "k" in parts:
+            from bench_profile import part_k
+
+            with database(tmp) as (db_url, _label):
+                part_k(report, tmp, smoke, Stack, db_url, JFK)
+            print(report.table(), flush=True)
     elapsed = time.perf_counter() - begun
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
     print(f"\naudiojobs benchmarks ({'smoke' if smoke else 'full'}), {machine}, {elapsed / 60:.1f} min")

@@ -26,9 +26,9 @@ def test_every_part_of_the_benchmark_runs(tmp_path: Path) -> None:
     parts = {f["part"] for f in report["figures"] if f["value"] is not None}
     figures = {f["name"]: f["value"] for f in report["figures"]}
     if shutil.which("ab") is None:  # scripts/test installs apache2-utils where it can (root, apt)
-        assert "API load" in figures and parts == {"a", "b", "c", "e", "f", "g", "h", "i", "j"}
+        assert "API load" in figures and parts == {"a", "b", "c", "e", "f", "g", "h", "i", "j", "k"}
         return
-    assert parts == {"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"}, report["figures"]
+    assert parts == {"a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k"}, report["figures"]
     assert figures["throughput, on / off"] > 0 and figures["WER of jfk.flac, batching 4 - before"] is not None
     assert figures["speakers found, three speakers"] == 3 and figures["API processes that mapped torch"] == 0
     assert figures["messages: low tasks run before the last high one (40 low, 5 high)"] == 0
@@ -37,5 +37,6 @@ def test_every_part_of_the_benchmark_runs(tmp_path: Path) -> None:
     assert figures["openai-whisper / faster-whisper (batched)"] > 0
     assert figures["peak RSS, worker process (model loaded)"] > figures["peak RSS, API process (gunicorn worker)"] > 0
     assert figures["progress never went back"] == 1.0
+    assert figures["SQL statements a job (the worker)"] > 0 and figures["database commits a job (the worker)"] > 0
     assert figures["status reads per second, 16 clients"] > 0 and figures["submits per second, 16 clients"] > 0
     assert "submits failed or non-2xx" not in figures and "status reads failed or non-2xx" not in figures
