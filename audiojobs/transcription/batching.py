@@ -127,6 +127,7 @@ class Batcher:
         self._thread: threading.Thread | None = None
         self.steps = 0  # decoding passes so far (the tests and the benchmark read them)
         self.windows = 0
+        self.shared = 0  # passes that decoded windows of more than one job
 
     def submit(self, request: Request) -> None:
         ARRIVALS.arrived()
@@ -222,9 +223,11 @@ class Batcher:
             shift = request.windows[index]["start"] - slot * CLIP_SECONDS
             out[slot][0].append(FasterWhisperBackend._segment(seg, opts, _to_file_time(request.piece, shift), None))
             out[slot] = (out[slot][0], float(seg.end) + shift)
+        jobs = len({id(r) for r, _ in items})
         self.steps += 1
         self.windows += len(items)
-        log.info("batched pass %d: %d windows of %d jobs", self.steps, len(items), len({id(r) for r, _ in items}))
+        self.shared += jobs > 1
+        log.info("batched pass %d: %d windows of %d jobs", self.steps, len(items), jobs)
         return out
 
     @staticmethod

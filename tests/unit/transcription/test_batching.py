@@ -76,7 +76,10 @@ def test_jobs_decoded_together_equal_each_alone(model: FasterWhisperBackend, wav
         assert isinstance(result, TranscriptionResult), result
         expected = alone[next(name for name, p in wavs.items() if p == path)]
         assert [s.text for s in result.segments] == [s.text for s in expected.segments]
-        assert [round(s.start, 2) for s in result.segments] == [round(s.start, 2) for s in expected.segments]
+        # Where a segment starts may move by one of Whisper's 0.02-s timestamp steps: which windows
+        # share a pass varies from run to run, and int8 products of other batch shapes round otherwise.
+        starts = zip([s.start for s in result.segments], [s.start for s in expected.segments], strict=True)
+        assert all(abs(got - want) <= 0.02 + 1e-6 for got, want in starts), (result.segments, expected.segments)
         assert result.duration == expected.duration and result.language == "en"
     # Against today's unbatched decoding of the same files: the same words (fixture speech).
     sequential = model.transcribe(str(wavs["jfk"]))
@@ -195,10 +198,14 @@ def test_an_idle_batcher_waits_only_for_jobs_on_their_way(model: FasterWhisperBa
             time.sleep(1.0)  # its stage is opening, its audio being read
             late.append(backend.transcribe(str(wavs["sample"])))
 
+    shared = backend.batcher.shared
+    assert shared == 0  # the lone job had its pass to itself
     thread = threading.Thread(target=on_its_way)
     thread.start()
     time.sleep(0.2)
     first = backend.transcribe(str(wavs["jfk"]))
     thread.join(timeout=120)
     assert first.text and late and late[0].text
-    assert backend.batcher.steps == steps + 2  # one pass for the two
+    # The two shared a pass: the first waited for the one on its way. (A window whose last words that
+    # pass dropped is decoded again in a pass of its own, so the passes may be more than one.)
+    assert backend.batcher.shared == shared + 1
