@@ -45,6 +45,8 @@ def build(settings: Settings) -> dict[str, Any]:
     queues = [Queue(name, direct, routing_key=name) for name in dict.fromkeys([control, cpu, gpu])]
     return {
         "broker_url": redis_url,
+        # kombu's Redis transport, fixed so that a worker survives losing Redis (redis_transport.py).
+        "broker_transport": "audiojobs.redis_transport:Transport" if (redis_url or "").startswith("redis://") else None,
         "result_backend": None,
         "task_ignore_result": True,
         # Routes: transcription to its own (GPU) queue, everything else to the CPU queue.

@@ -62,3 +62,32 @@ def test_messages_survive_a_redis_flush_between_publishes(redis_url: str) -> Non
     app.send_task("audiojobs.audio_download", args=(2, 1))
     app.send_task("audiojobs.audio_transcribe", args=(2, 1))
     assert (client.llen("audio_cpu"), client.llen("audio_gpu")) == (1, 1)
+
+
+def test_a_channel_closed_after_its_connection_was_collected_does_not_kill_the_worker(redis_url: str) -> None:
+    """Celery's consumer, on losing the broker, collects the connection (the transport forgets its
+    connection info) and then closes it; a channel still open then restores its unacknowledged
+    messages as it closes. kombu's own transport raises AttributeError there, which the consumer
+    treats as unrecoverable (the worker exits); ours raises a connection error, which the close
+    ignores. The message stays in Redis, unacknowledged, for the visibility timeout to restore."""
+    import redis
+    from kombu import Connection
+    from kombu.common import ignore_errors
+
+    from audiojobs import redis_transport
+
+    conf = celeryconfig.build(Settings.from_env({"REDIS_URL": redis_url}))
+    assert conf["broker_transport"] == "audiojobs.redis_transport:Transport"
+    assert celeryconfig.build(Settings.from_env({"REDIS_URL": "rediss://h:1/0"}))["broker_transport"] is None
+    with Connection(redis_url, transport=conf["broker_transport"]) as conn:
+        assert isinstance(conn.transport, redis_transport.Transport)
+        channel = conn.default_channel
+        channel.queue_declare("collected-test")
+        with conn.Producer(channel) as producer:
+            producer.publish({"n": 1}, routing_key="collected-test")
+        message = channel.basic_get("collected-test", no_ack=False)
+        assert message is not None and channel.qos._delivered  # taken, not acknowledged
+        conn.transport.client = None  # what collect() leaves behind
+        ignore_errors(conn, channel.close)  # raises nothing: the worker goes on
+    unacked = redis.Redis.from_url(redis_url).hlen("unacked")
+    assert unacked == 1
