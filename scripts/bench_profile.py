@@ -14,7 +14,6 @@ k  Python CPU a job outside the model, in all and by package (SQLAlchemy, redis-
 
 from __future__ import annotations
 
-import atexit
 import collections
 import re
 import runpy
@@ -41,15 +40,11 @@ def worker_main(counts_file: str, celery_args: list[str]) -> None:
     sa.event.listen(Engine, "before_cursor_execute", lambda *_a: counts.update(["statements"]))
     sa.event.listen(Engine, "commit", lambda *_a: counts.update(["commits"]))
 
-    def dump() -> None:
-        Path(counts_file).write_text(f"{counts['statements']} {counts['commits']}")
-
-    atexit.register(dump)
     sys.argv = ["celery", *celery_args]
     try:
         runpy.run_module("celery", run_name="__main__", alter_sys=True)
-    finally:
-        dump()
+    finally:  # the worker's warm shutdown ends in SystemExit, which passes here
+        Path(counts_file).write_text(f"{counts['statements']} {counts['commits']}")
 
 
 def _group(raw: Path) -> tuple[collections.Counter[str], int]:

@@ -29,10 +29,10 @@ class Attempt:
     fence: int
     dispatch: int
     payload: dict[str, Any]
+    started_at: dt.datetime  # its run's (closing the run then needs no read of it)
     owner_user_id: str = ""
     job_uuid: str = ""
     artifacts: dict[str, str] = field(default_factory=dict)  # the job's current objects when it began
-    started_at: dt.datetime | None = None  # its run's (closing the run then needs no read of it)
 
 
 @dataclass(frozen=True)

@@ -34,11 +34,6 @@ def open_runs(session: Session, job_id: int) -> list[StageRun]:
 def close_own_run(session: Session, attempt: Attempt, status: StageRunStatus, code: str | None = None,
                   message: str | None = None) -> None:
     """One UPDATE, no read (the attempt knows when its run began); an open run only."""
-    if attempt.started_at is None:
-        run = session.get(StageRun, attempt.run_id)
-        if run is not None and run.finished_at is None:
-            close_run(run, status, code, message)
-        return
     now = utcnow()
     session.connection().execute(  # Core: the job's own changes still go in one UPDATE at commit
         sa.update(cast(sa.Table, StageRun.__table__))

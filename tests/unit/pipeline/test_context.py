@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from audiojobs.config import Settings
-from audiojobs.db import session_scope
+from audiojobs.db import session_scope, utcnow
 from audiojobs.errors import ArtifactMissing
 from audiojobs.jobs import recovery, service
 from audiojobs.jobs.attempts import Attempt
@@ -63,13 +63,13 @@ def test_a_host_with_the_object_skips_the_fetch_and_another_fetches_it(tmp_path:
 
     job_uuid = "00000000-0000-4000-8000-00000000000a"
     convert = Attempt(job_id=1, stage=Stage.CONVERT, run_id=1, attempt=1, fence=2, dispatch=1, payload={},
-                      job_uuid=job_uuid)
+                      started_at=utcnow(), job_uuid=job_uuid)
     writer = _ctx(host("cpu"), convert)
     writer.ensure_job_dir()
     writer.path(WAV_NAME).write_bytes(b"RIFF wav")
     key = writer.publish(WAV_NAME, writer.path(WAV_NAME))
     transcribe = Attempt(job_id=1, stage=Stage.TRANSCRIBE, run_id=2, attempt=1, fence=3, dispatch=1, payload={},
-                         job_uuid=job_uuid, artifacts={WAV_NAME: key})
+                         started_at=utcnow(), job_uuid=job_uuid, artifacts={WAV_NAME: key})
     fetched = _ctx(host("gpu"), transcribe).fetch(WAV_NAME)  # another host: from the store, into its scratch
     assert fetched.read_bytes() == b"RIFF wav" and fetched.is_relative_to(tmp_path / "gpu")
     writer.store.delete_prefix(key)  # from now on only the hosts' own copies hold it

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from audiojobs.config import Settings
+from audiojobs.db import utcnow
 from audiojobs.errors import DownloadFailed, ForbiddenSource, SourceNotFound, SourceTooLarge
 from audiojobs.jobs.attempts import Attempt
 from audiojobs.jobs.states import Stage
@@ -56,7 +57,7 @@ def _ctx(tmp_path: Path, payload: dict, roots: str = "", **env: str) -> StageCon
     settings = Settings.from_env({"AUDIO_WORK_DIR": str(tmp_path / "work"), "AUDIO_LOCAL_ROOTS": roots,
                                   "AUDIO_DOWNLOAD_TIMEOUT": "5", "DATABASE_URL": os.environ["DATABASE_URL"], **env})
     attempt = Attempt(job_id=7, stage=Stage.DOWNLOAD, run_id=1, attempt=1, fence=1, dispatch=1, payload=payload,
-                      job_uuid=JOB_UUID)
+                      started_at=utcnow(), job_uuid=JOB_UUID)
     # The guard's heartbeat thread is not started: these tests exercise the stage function alone.
     return StageContext(settings=settings, attempt=attempt, guard=AttemptGuard(settings, attempt))
 

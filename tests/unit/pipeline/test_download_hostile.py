@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from audiojobs.config import Settings
+from audiojobs.db import utcnow
 from audiojobs.errors import DownloadFailed, ForbiddenSource, InvalidMedia, SourceTooLarge, StageError
 from audiojobs.jobs.attempts import Attempt
 from audiojobs.jobs.states import Stage
@@ -48,7 +49,7 @@ def _ctx(tmp_path: Path, url: str, **env: str) -> StageContext:
     settings = Settings.from_env({"AUDIO_WORK_DIR": str(tmp_path / "work"), "AUDIO_DOWNLOAD_TIMEOUT": "2",
                                   "DATABASE_URL": os.environ["DATABASE_URL"], **env})
     attempt = Attempt(job_id=7, stage=Stage.DOWNLOAD, run_id=1, attempt=1, fence=1, dispatch=1, payload={"url": url},
-                      job_uuid="00000000-0000-4000-8000-000000000007")
+                      started_at=utcnow(), job_uuid="00000000-0000-4000-8000-000000000007")
     return StageContext(settings=settings, attempt=attempt, guard=AttemptGuard(settings, attempt))
 
 
